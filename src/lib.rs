@@ -1,0 +1,18 @@
+//! onething — the integration gateway between a county's one-thing (一件事) platform and its
+//! department systems.
+//!
+//! | module | job |
+//! | --- | --- |
+//! | [`config`] | reads the mapping folder into file-shaped types, with line-located errors |
+//! | [`mapping`] | compiles mappings; renders requests, reads answers, reports and callbacks; `check` |
+//! | [`codec`] | wire formats and charsets (JSON, XML/SOAP, forms; UTF-8, GB18030, GBK) |
+//! | [`validate`] | submission validation: JSON Schema, identity numbers, catalog rules |
+//! | [`model`] | shared value types (times) |
+//! | [`translate`] | the `translate` verb: a dry run of one operation |
+
+pub mod codec;
+pub mod config;
+pub mod mapping;
+pub mod model;
+pub mod translate;
+pub mod validate;

@@ -1,0 +1,3 @@
+//! Value types shared by every layer; no I/O.
+
+pub mod time;

@@ -1,0 +1,1 @@
+//! Submission validation (placeholder being written).
