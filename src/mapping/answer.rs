@@ -105,7 +105,7 @@ impl AnswerReader {
             _ => None,
         }
         .unwrap_or(Value::UNDEFINED);
-        let headers = Value::from_iter(raw.headers.iter().map(|(k, v)| (k.clone(), v.clone())));
+        let headers = Value::from_pairs(raw.headers.iter().map(|(k, v)| (k.clone(), v.clone())));
         let ctx = Scope::new(None)
             .with("status", Value::from(raw.status))
             .with("headers", headers)

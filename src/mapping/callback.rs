@@ -85,7 +85,7 @@ impl CallbackReader {
             Format::Text => Ok(Value::from(text.clone())),
         };
         let parsed = parsed.unwrap_or(Value::UNDEFINED);
-        let hv = Value::from_iter(headers.iter().map(|(k, v)| (k.clone(), v.clone())));
+        let hv = Value::from_pairs(headers.iter().map(|(k, v)| (k.clone(), v.clone())));
         let ctx = Scope::new(None)
             .with("headers", hv)
             .with("raw", Value::from_bytes(body.to_vec()))
@@ -102,7 +102,7 @@ impl CallbackReader {
         let mut computed: Vec<(String, Value)> = Vec::new();
         for (name, e) in &self.vars {
             let s = Scope::new(Some(ctx.clone()))
-                .with("vars", Value::from_iter(computed.iter().cloned()))
+                .with("vars", Value::from_pairs(computed.iter().cloned()))
                 .into_value();
             match e.eval(&s) {
                 Ok(v) if !v.is_undefined() => computed.push((name.clone(), v)),
@@ -110,7 +110,7 @@ impl CallbackReader {
                 Err(err) => return CallbackRead::Unreadable(err),
             }
         }
-        let s = Scope::new(Some(ctx)).with("vars", Value::from_iter(computed)).into_value();
+        let s = Scope::new(Some(ctx)).with("vars", Value::from_pairs(computed)).into_value();
         match self.records.eval(&s) {
             Ok(v) => CallbackRead::Records(records_of(v)),
             Err(e) => CallbackRead::Unreadable(e),

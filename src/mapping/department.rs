@@ -92,6 +92,11 @@ pub struct Department {
     pub callback: Option<CallbackReader>,
 }
 
+/// The process environment, as a lookup.
+pub fn process_env(name: &str) -> Option<String> {
+    std::env::var(name).ok()
+}
+
 /// `"500ms"`, `"30s"`, `"5m"`, `"2h"`, `"1d"`.
 pub fn parse_duration(s: &str) -> Option<Duration> {
     let s = s.trim();
@@ -231,13 +236,13 @@ impl Department {
     }
 
     /// The base URL: `ONETHING_DEPT_<ID>_URL`, else the mapping's default.
-    pub fn resolved_base_url(&self) -> Option<String> {
-        std::env::var(self.env_name("URL")).ok().or_else(|| self.base_url.clone())
+    pub fn resolved_base_url(&self, env: &dyn Fn(&str) -> Option<String>) -> Option<String> {
+        env(&self.env_name("URL")).or_else(|| self.base_url.clone())
     }
 
     /// The exchange folder: `ONETHING_DEPT_<ID>_DIR`, else the mapping's default.
-    pub fn resolved_folder(&self) -> Option<String> {
-        std::env::var(self.env_name("DIR")).ok().or_else(|| self.folder.clone())
+    pub fn resolved_folder(&self, env: &dyn Fn(&str) -> Option<String>) -> Option<String> {
+        env(&self.env_name("DIR")).or_else(|| self.folder.clone())
     }
 
     /// `ONETHING_DEPT_<ID>_<NAME>`.
@@ -249,16 +254,17 @@ impl Department {
         )
     }
 
-    /// The department's credentials from the environment; every missing one is named.
-    pub fn credentials_from_env(&self) -> Result<IndexMap<String, String>, Vec<String>> {
+    /// The department's credentials from `env` (the process environment, normally); every
+    /// missing one is named.
+    pub fn credentials(&self, env: &dyn Fn(&str) -> Option<String>) -> Result<IndexMap<String, String>, Vec<String>> {
         let mut found = IndexMap::new();
         let mut missing = Vec::new();
         for c in &self.credentials {
-            match std::env::var(self.env_name(c)) {
-                Ok(v) => {
+            match env(&self.env_name(c)) {
+                Some(v) => {
                     found.insert(c.clone(), v);
                 }
-                Err(_) => missing.push(self.env_name(c)),
+                None => missing.push(self.env_name(c)),
             }
         }
         if missing.is_empty() { Ok(found) } else { Err(missing) }

@@ -90,12 +90,12 @@ impl Mapping {
             codes.insert(t.id.clone(), (f, t));
         }
         check_code_tables(&codes, &mut problems);
-        let codes_value = Value::from_iter(codes.iter().map(|(id, (_, t))| {
+        let codes_value = Value::from_pairs(codes.iter().map(|(id, (_, t))| {
             let mut m: IndexMap<String, String> = t.codes.clone();
             if let Some(d) = &t.default {
                 m.insert("*".into(), d.clone());
             }
-            (id.clone(), Value::from_iter(m))
+            (id.clone(), Value::from_pairs(m))
         }));
 
         let mut departments = IndexMap::new();

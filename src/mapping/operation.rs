@@ -183,7 +183,12 @@ impl Operation {
         problems: &mut Vec<Problem>,
     ) -> Operation {
         let at = format!("{}:{}", file.path.display(), file.line_of(span.start));
-        let codec = op.codec.or(defaults.codec).unwrap_or(Codec::None);
+        // An operation without a body (a GET, say) has no codec unless it names one.
+        let codec = match (&op.body, op.codec) {
+            (_, Some(c)) => c,
+            (None, None) => Codec::None,
+            (Some(_), None) => defaults.codec.unwrap_or(Codec::None),
+        };
         let charset = op.charset.or(defaults.charset).unwrap_or(Charset::Utf8);
         let xml = op.xml.clone().or_else(|| defaults.xml.clone()).unwrap_or_default();
         let xml = XmlSpec {
@@ -297,7 +302,7 @@ impl Operation {
         if !self.vars.is_empty() {
             let mut computed: Vec<(String, Value)> = Vec::with_capacity(self.vars.len());
             for (name, e) in &self.vars {
-                let vars_map = Value::from_iter(computed.iter().cloned());
+                let vars_map = Value::from_pairs(computed.iter().cloned());
                 let s = Scope::new(Some(scope_val.clone())).with("vars", vars_map).into_value();
                 let v = e.eval(&s)?;
                 if v.is_undefined() || v.is_none() {
@@ -306,7 +311,7 @@ impl Operation {
                 computed.push((name.clone(), v));
             }
             scope_val = Scope::new(Some(scope_val))
-                .with("vars", Value::from_iter(computed))
+                .with("vars", Value::from_pairs(computed))
                 .into_value();
         }
         let body_bytes = match &self.body {
