@@ -75,6 +75,11 @@ pub fn translate(
         .catalog
         .item(&req.item)
         .ok_or_else(|| format!("unknown item `{}`", req.item))?;
+    if let Some(requested) = submission.get("items").and_then(|i| i.as_array())
+        && !requested.iter().any(|i| i.as_str() == Some(req.item.as_str()))
+    {
+        return Err(format!("item `{}` is not requested by this submission", req.item));
+    }
     let dept = m
         .department_of(&req.item)
         .ok_or_else(|| format!("item `{}` has no department mapping", req.item))?;

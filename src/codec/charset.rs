@@ -95,3 +95,36 @@ pub fn decode_body(bytes: &[u8], content_type: Option<&str>) -> Result<String, S
         .unwrap_or(Charset::Utf8)
         .decode(bytes)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gbk_xml_writes_astral_characters_as_references() {
+        let bytes = Charset::Gbk.encode_xml("陈𠈌");
+        let text = String::from_utf8_lossy(&bytes[2..]).into_owned();
+        assert_eq!(text, "&#131596;");
+        assert_eq!(GBK.decode(&bytes).0, "陈&#131596;");
+    }
+
+    #[test]
+    fn gb18030_encodes_everything() {
+        let bytes = Charset::Gb18030.encode_strict("陈𠈌").unwrap();
+        assert_eq!(Charset::Gb18030.decode(&bytes).unwrap(), "陈𠈌");
+    }
+
+    #[test]
+    fn non_xml_formats_refuse_unencodable_characters() {
+        let err = Charset::Gbk.encode_strict("陈𠈌").unwrap_err();
+        assert!(err.contains("U+2020C"), "{err}");
+    }
+
+    #[test]
+    fn charset_comes_from_header_then_prolog() {
+        let body = Charset::Gb18030.encode_xml("<?xml version=\"1.0\" encoding=\"GB18030\"?><a>户口</a>");
+        assert!(decode_body(&body, None).unwrap().contains("户口"));
+        assert!(decode_body(&body, Some("text/xml; charset=GB18030")).unwrap().contains("户口"));
+        assert!(decode_body(&body, Some("text/xml; charset=UTF-8")).is_err());
+    }
+}

@@ -66,3 +66,28 @@ fn string(v: &str, s: &mut String) {
 pub fn parse(text: &str) -> Result<serde_json::Value, String> {
     serde_json::from_str(text).map_err(|e| format!("answer is not JSON: {e}"))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn keeps_field_order_and_number_kinds() {
+        let out = Out::Obj(vec![
+            ("z".into(), Out::Int(3400)),
+            ("a".into(), Out::Float(50.0)),
+            ("m".into(), Out::Arr(vec![Out::Bool(false), Out::Null])),
+        ]);
+        assert_eq!(write(&out), r#"{"z":3400,"a":50.0,"m":[false,null]}"#);
+    }
+
+    proptest! {
+        #[test]
+        fn any_string_round_trips(s in "\\PC*|[\\x00-\\x1f\"\\\\]*") {
+            let text = write(&Out::Str(s.clone()));
+            let back: String = serde_json::from_str(&text).unwrap();
+            prop_assert_eq!(back, s);
+        }
+    }
+}

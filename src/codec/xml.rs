@@ -218,3 +218,73 @@ fn close(
         None => *root = Some((name, value)),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn obj(fields: &[(&str, Out)]) -> Out {
+        Out::Obj(fields.iter().map(|(k, v)| (k.to_string(), v.clone())).collect())
+    }
+
+    #[test]
+    fn writes_prefixed_soap_with_header_and_repeated_elements() {
+        let style = XmlStyle {
+            prefix: Some("ga".into()),
+            namespace: Some("urn:yjs:police".into()),
+        };
+        let header = obj(&[("Auth", obj(&[("UserId", Out::Str("yjs".into()))]))]);
+        let body = obj(&[
+            ("DWMC", Out::Str("A&B <公司>".into())),
+            ("YZ", Out::Arr(vec![obj(&[("YZLX", Out::Str("01".into()))]), obj(&[("YZLX", Out::Str("02".into()))])])),
+        ]);
+        let s = write_soap("soap", "SubmitSeal", &style, Some(&header), &body).unwrap();
+        assert_eq!(
+            s,
+            "<soap:Envelope xmlns:soap=\"http://schemas.xmlsoap.org/soap/envelope/\" xmlns:ga=\"urn:yjs:police\">\
+             <soap:Header><ga:Auth><ga:UserId>yjs</ga:UserId></ga:Auth></soap:Header>\
+             <soap:Body><ga:SubmitSeal><ga:DWMC>A&amp;B &lt;公司&gt;</ga:DWMC>\
+             <ga:YZ><ga:YZLX>01</ga:YZLX></ga:YZ><ga:YZ><ga:YZLX>02</ga:YZLX></ga:YZ>\
+             </ga:SubmitSeal></soap:Body></soap:Envelope>"
+        );
+    }
+
+    #[test]
+    fn parses_soap_fault_by_local_name() {
+        let v = parse("<soap:Envelope xmlns:soap=\"x\"><soap:Body><soap:Fault><faultcode>soap:Server</faultcode><faultstring>系统繁忙</faultstring></soap:Fault></soap:Body></soap:Envelope>").unwrap();
+        assert_eq!(v["Envelope"]["Body"]["Fault"]["faultcode"], "soap:Server");
+        assert_eq!(v["Envelope"]["Body"]["Fault"]["faultstring"], "系统繁忙");
+    }
+
+    #[test]
+    fn repeated_elements_become_lists_and_empty_elements_empty_strings() {
+        let v = parse("<r><a>1</a><a>2</a><b/><c></c><d>&#x2A6A5;&amp;</d></r>").unwrap();
+        assert_eq!(v["r"]["a"], serde_json::json!(["1", "2"]));
+        assert_eq!(v["r"]["b"], "");
+        assert_eq!(v["r"]["c"], "");
+        assert_eq!(v["r"]["d"], "\u{2A6A5}&");
+    }
+
+    #[test]
+    fn malformed_xml_is_an_error() {
+        assert!(parse("<a><b></a>").is_err());
+        assert!(parse("<a>").is_err());
+        assert!(parse("").is_err());
+    }
+
+    proptest! {
+        /// Whatever text goes in (markup characters, CJK, astral characters), parsing the written
+        /// document gives it back, in every charset.
+        #[test]
+        fn text_round_trips_through_write_and_parse(text in "\\PC{0,40}", charset in 0..3usize) {
+            let charset = [Charset::Utf8, Charset::Gb18030, Charset::Gbk][charset];
+            let doc = write_document("R", &XmlStyle::default(), &obj(&[("T", Out::Str(text.clone()))])).unwrap();
+            let bytes = charset.encode_xml(&(declaration(charset) + &doc));
+            let decoded = crate::codec::charset::decode_body(&bytes, None).unwrap();
+            let v = parse(&decoded).unwrap();
+            let expected = text.replace('\r', "\n");
+            prop_assert_eq!(v["R"]["T"].as_str().unwrap_or(""), expected.as_str());
+        }
+    }
+}

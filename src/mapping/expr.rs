@@ -383,3 +383,103 @@ impl Object for Bind {
 pub fn to_value<T: serde::Serialize>(t: &T) -> Value {
     Value::from(minijinja::value::Serde(t))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::source::SourceFile;
+
+    fn eval(src: &str, ctx: Value) -> Result<Value, String> {
+        let file = SourceFile::new("test.toml".into(), src.to_string());
+        Expr::compile(&file, &(0..src.len()), src).map_err(|p| p.message)?.eval(&ctx)
+    }
+
+    fn s(src: &str) -> String {
+        eval(src, Value::UNDEFINED).unwrap().to_string()
+    }
+
+    #[test]
+    fn dt_formats_in_china_time() {
+        assert_eq!(s("'2026-03-16T01:15:00Z' | dt('%Y-%m-%d %H:%M:%S')"), "2026-03-16 09:15:00");
+        assert_eq!(s("'2026-03-15' | dt('%Y%m%d')"), "20260315");
+        assert_eq!(s("'08:30' | dt('%H%M')"), "0830");
+        assert!(eval("'yesterday' | dt('%Y')", Value::UNDEFINED).is_err());
+        assert!(eval("'08:30' | dt('%Y')", Value::UNDEFINED).is_err(), "a time of day has no year");
+    }
+
+    #[test]
+    fn parse_time_reads_local_department_times() {
+        assert_eq!(s("'20260316092011' | parse_time('%Y%m%d%H%M%S')"), "2026-03-16T09:20:11+08:00");
+        assert_eq!(s("'2026-03-16T01:21:00Z' | parse_time"), "2026-03-16T09:21:00+08:00");
+        assert!(eval("'' | parse_time('%Y')", Value::UNDEFINED).unwrap().is_undefined());
+        assert!(eval("'16/03/2026' | parse_time('%Y%m%d%H%M%S')", Value::UNDEFINED).is_err());
+    }
+
+    #[test]
+    fn code_looks_up_with_default_and_fails_without() {
+        let codes = Value::from_pairs([(
+            "t",
+            Value::from_pairs([("1", "M"), ("*", "X")]),
+        ), ("u", Value::from_pairs([("1", "M")]))]);
+        let ctx = Scope::new(None).with("__codes", codes).into_value();
+        assert_eq!(eval("'1' | code('t')", ctx.clone()).unwrap().to_string(), "M");
+        assert_eq!(eval("'7' | code('t')", ctx.clone()).unwrap().to_string(), "X");
+        let err = eval("'7' | code('u')", ctx.clone()).unwrap_err();
+        assert!(err.contains("`7` is not in code table `u`"), "{err}");
+        assert!(eval("'1' | code('nope')", ctx).unwrap_err().contains("unknown code table"));
+    }
+
+    #[test]
+    fn hashes_match_published_vectors() {
+        // SM3 of "abc" (GB/T 32905-2016, appendix A).
+        assert_eq!(s("sm3_hex('abc')"), "66c7f0f462eeedd9d1f2d46bdc10e4e24167c4875cf2f7a2297da02b8f4ba8e0");
+        assert_eq!(s("md5_hex('abc')"), "900150983cd24fb0d6963f7d28e17f72");
+        assert_eq!(s("sha256_hex('')"), "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
+        // RFC 4231 test case 2.
+        assert_eq!(
+            s("hmac_sha256_hex('Jefe', 'what do ya want for nothing?')"),
+            "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
+        );
+    }
+
+    #[test]
+    fn sm4_matches_the_standard_vector_and_round_trips() {
+        // GB/T 32907-2016 example 1: key = plaintext = 0123456789abcdeffedcba9876543210; the
+        // first block of our output is that vector's ciphertext (PKCS#7 adds a second block).
+        let plain = hex::decode("0123456789abcdeffedcba9876543210").unwrap();
+        let ctx = Scope::new(None).with("p", Value::from_bytes(plain)).into_value();
+        let b64 = eval("sm4_encrypt('0123456789abcdeffedcba9876543210', p)", ctx).unwrap().to_string();
+        let ct = B64.decode(b64).unwrap();
+        assert_eq!(hex::encode(&ct[..16]), "681edf34d206965e86b3e94f536e4246");
+        assert_eq!(ct.len(), 32);
+        assert_eq!(
+            s("sm4_decrypt('0123456789abcdeffedcba9876543210', sm4_encrypt('0123456789abcdeffedcba9876543210', '新生儿'))"),
+            "新生儿"
+        );
+        assert!(eval("sm4_decrypt('0123456789abcdeffedcba9876543210', 'AAAA')", Value::UNDEFINED).is_err());
+        assert!(eval("sm4_encrypt('0123', 'x')", Value::UNDEFINED).unwrap_err().contains("16 bytes"));
+    }
+
+    #[test]
+    fn ct_eq_compares_whole_strings() {
+        assert_eq!(s("ct_eq('abc', 'ABC')"), "true");
+        assert_eq!(s("ct_eq('abc', 'abd')"), "false");
+        assert_eq!(s("ct_eq('abc', 'abcd')"), "false");
+        assert_eq!(s("ct_eq(none, none)"), "false");
+    }
+
+    #[test]
+    fn find_reaches_into_envelopes() {
+        let tree = to_value(&serde_json::json!({"Envelope": {"Body": {"XResponse": {"Result": {"Code": "0000"}}}}}));
+        let ctx = Scope::new(None).with("a", tree).into_value();
+        assert_eq!(eval("find(a, 'Result').Code", ctx.clone()).unwrap().to_string(), "0000");
+        assert!(eval("find(a, 'Fault')", ctx).unwrap().is_undefined());
+    }
+
+    #[test]
+    fn fixed_writes_decimals() {
+        assert_eq!(s("60 | fixed(2)"), "60.00");
+        assert_eq!(s("118.625 | fixed(1)"), "118.6");
+        assert_eq!(s("'40' | fixed(2)"), "40.00");
+    }
+}

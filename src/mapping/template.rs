@@ -326,3 +326,71 @@ fn is_identifier(s: &str) -> bool {
     matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
         && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::tree::Node;
+
+    fn compile(toml_src: &str) -> Template {
+        let file = SourceFile::new("t.toml".into(), toml_src.to_string());
+        #[derive(serde::Deserialize)]
+        struct Doc {
+            body: Node,
+        }
+        let doc: Doc = file.parse().unwrap();
+        let mut problems = Vec::new();
+        let t = Template::compile(&file, &doc.body, &mut problems);
+        assert!(problems.is_empty(), "{problems:?}");
+        t
+    }
+
+    fn ctx() -> Value {
+        super::super::expr::to_value(&serde_json::json!({
+            "name": "王", "empty": "", "list": [{"k": "a"}, {"k": "b"}], "n": 3
+        }))
+    }
+
+    #[test]
+    fn renders_in_order_with_optional_and_repeated_fields() {
+        let t = compile(
+            r#"
+[body]
+z = "name"
+opt = "?missing"
+opt_empty = "?empty"
+req_empty = "empty"
+n = "n"
+c = 1.5
+items = { "$each" = "list", "$as" = "x", key = "x.k" }
+gone = { "$when" = "missing", a = "name" }
+"#,
+        );
+        let out = t.render(&ctx()).unwrap().unwrap();
+        assert_eq!(crate::codec::json::write(&out), r#"{"z":"王","req_empty":"","n":3,"c":1.5,"items":[{"key":"a"},{"key":"b"}]}"#);
+    }
+
+    #[test]
+    fn a_required_field_without_value_names_the_field() {
+        let t = compile("[body]\na.b = \"missing.x\"\n");
+        let err = t.render(&ctx()).unwrap_err();
+        assert!(err.contains("`a.b` has no value"), "{err}");
+        assert!(err.starts_with("t.toml:2"), "{err}");
+    }
+
+    #[test]
+    fn unknown_directives_and_bad_expressions_are_problems_with_lines() {
+        let src = "[body]\nok = \"name\"\nbad = \"name ~\"\nx = { \"$eech\" = \"list\" }\n";
+        let file = SourceFile::new("t.toml".into(), src.to_string());
+        #[derive(serde::Deserialize)]
+        struct Doc {
+            body: Node,
+        }
+        let doc: Doc = file.parse().unwrap();
+        let mut problems = Vec::new();
+        Template::compile(&file, &doc.body, &mut problems);
+        let lines: Vec<usize> = problems.iter().map(|p| p.line).collect();
+        assert_eq!(lines, vec![3, 4], "{problems:?}");
+        assert!(problems[1].message.contains("unknown directive `$eech`"));
+    }
+}

@@ -34,7 +34,11 @@ pub fn check_form(form: &Value, ot: &OneThing, m: &Mapping, errs: &mut Vec<Field
 
 /// The places a dotted field path (`a.b`, `a.b[].c`) names in `form`, with the value found there
 /// (`None`: absent or null). An absent array has no elements, hence no places.
-fn resolve<'v>(form: &'v Value, path: &str, errs: &mut Vec<FieldError>) -> Vec<(String, Option<&'v Value>)> {
+fn resolve<'v>(
+    form: &'v Value,
+    path: &str,
+    errs: &mut Vec<FieldError>,
+) -> Vec<(String, Option<&'v Value>)> {
     let segments: Vec<(&str, bool)> = path
         .split('.')
         .map(|s| s.strip_suffix("[]").map_or((s, false), |n| (n, true)))
@@ -54,7 +58,9 @@ fn resolve<'v>(form: &'v Value, path: &str, errs: &mut Vec<FieldError>) -> Vec<(
                 None if is_array => {}
                 None if segments[i + 1..].iter().any(|s| s.1) => {}
                 None => {
-                    let full = segments[i + 1..].iter().fold(here, |p, s| pointer_push(&p, s.0));
+                    let full = segments[i + 1..]
+                        .iter()
+                        .fold(here, |p, s| pointer_push(&p, s.0));
                     found.push((full, None));
                 }
                 Some(c) if is_array => match c.as_array() {
@@ -115,7 +121,10 @@ fn check_value(
                 if let Some(n) = spec.length
                     && s.chars().count() != n
                 {
-                    err(format!("must be exactly {n} characters long (is {})", s.chars().count()));
+                    err(format!(
+                        "must be exactly {n} characters long (is {})",
+                        s.chars().count()
+                    ));
                 }
             }
         },
@@ -166,7 +175,8 @@ fn check_value(
 
 fn not_allowed(s: &str, spec: &FieldSpec) -> Option<String> {
     let values = spec.values.as_ref()?;
-    (!values.iter().any(|x| x == s)).then(|| format!("`{s}` is not allowed here (allowed: {})", values.join(", ")))
+    (!values.iter().any(|x| x == s))
+        .then(|| format!("`{s}` is not allowed here (allowed: {})", values.join(", ")))
 }
 
 fn not_in_table(s: &str, table: &str, m: &Mapping) -> Option<String> {
@@ -177,9 +187,13 @@ fn not_in_table(s: &str, table: &str, m: &Mapping) -> Option<String> {
 fn date_shape(s: &str) -> bool {
     let b = s.as_bytes();
     b.len() == 10
-        && b.iter()
-            .enumerate()
-            .all(|(i, c)| if i == 4 || i == 7 { *c == b'-' } else { c.is_ascii_digit() })
+        && b.iter().enumerate().all(|(i, c)| {
+            if i == 4 || i == 7 {
+                *c == b'-'
+            } else {
+                c.is_ascii_digit()
+            }
+        })
 }
 
 /// `YYYY-MM-DD`, a real calendar date.
@@ -207,7 +221,10 @@ pub fn time_ok(s: &str) -> bool {
 /// 居民身份证 number when `id_type` is `111`), and optionally `gender`, `ethnicity`, `phone`.
 pub fn check_person(v: &Value, ptr: &str, m: &Mapping, errs: &mut Vec<FieldError>) {
     let Some(p) = v.as_object() else {
-        errs.push(FieldError::new(ptr, "must be a person (object with name, id_type, id_number)"));
+        errs.push(FieldError::new(
+            ptr,
+            "must be a person (object with name, id_type, id_number)",
+        ));
         return;
     };
     let mut err = |key: &str, msg: String| errs.push(FieldError::new(pointer_push(ptr, key), msg));

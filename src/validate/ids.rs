@@ -11,7 +11,9 @@ const GB11643_CHECK: &[u8; 11] = b"10X98765432";
 /// The 31 characters of a 统一社会信用代码 (no I, O, S, V, Z); a character's value is its index.
 const GB32100_ALPHABET: &[u8; 31] = b"0123456789ABCDEFGHJKLMNPQRTUWXY";
 /// Weights of the first 17 characters of a 统一社会信用代码.
-const GB32100_WEIGHTS: [u32; 17] = [1, 3, 9, 27, 19, 26, 16, 17, 20, 29, 25, 13, 8, 24, 10, 30, 28];
+const GB32100_WEIGHTS: [u32; 17] = [
+    1, 3, 9, 27, 19, 26, 16, 17, 20, 29, 25, 13, 8, 24, 10, 30, 28,
+];
 
 /// The check character (`0`–`9` or `X`) for the first 17 digits of a 居民身份证 number, or `None`
 /// if `first17` is not 17 ASCII digits.
@@ -129,12 +131,30 @@ mod tests {
 
     #[test]
     fn bad_ids_fail_with_the_right_message() {
-        assert_eq!(gb11643_problem("410225199506120023"), Some("check digit mismatch"));
-        assert_eq!(gb11643_problem("41022519950612002"), Some("not a valid 居民身份证 number"));
-        assert_eq!(gb11643_problem("4102251995061200221"), Some("not a valid 居民身份证 number"));
-        assert_eq!(gb11643_problem("11010519491231002x"), Some("not a valid 居民身份证 number"));
-        assert_eq!(gb11643_problem("41022519950612002A"), Some("not a valid 居民身份证 number"));
-        assert_eq!(gb11643_problem("４10225199506120022"), Some("not a valid 居民身份证 number"));
+        assert_eq!(
+            gb11643_problem("410225199506120023"),
+            Some("check digit mismatch")
+        );
+        assert_eq!(
+            gb11643_problem("41022519950612002"),
+            Some("not a valid 居民身份证 number")
+        );
+        assert_eq!(
+            gb11643_problem("4102251995061200221"),
+            Some("not a valid 居民身份证 number")
+        );
+        assert_eq!(
+            gb11643_problem("11010519491231002x"),
+            Some("not a valid 居民身份证 number")
+        );
+        assert_eq!(
+            gb11643_problem("41022519950612002A"),
+            Some("not a valid 居民身份证 number")
+        );
+        assert_eq!(
+            gb11643_problem("４10225199506120022"),
+            Some("not a valid 居民身份证 number")
+        );
         // 1995-02-30 is no date, even with the right check digit.
         let first = "41022519950230002";
         let id = format!("{first}{}", gb11643_check_char(first).unwrap());
@@ -148,9 +168,18 @@ mod tests {
     fn known_uscc_passes() {
         assert!(gb32100_valid("91350100M000100Y43"));
         assert_eq!(gb32100_check_char("91350100M000100Y4"), Some('3'));
-        assert_eq!(gb32100_problem("91350100M000100Y44"), Some("check character mismatch"));
-        assert_eq!(gb32100_problem("91350100M000100Y4"), Some("not a valid 统一社会信用代码"));
-        assert_eq!(gb32100_problem("91350100M000100I43"), Some("not a valid 统一社会信用代码"));
+        assert_eq!(
+            gb32100_problem("91350100M000100Y44"),
+            Some("check character mismatch")
+        );
+        assert_eq!(
+            gb32100_problem("91350100M000100Y4"),
+            Some("not a valid 统一社会信用代码")
+        );
+        assert_eq!(
+            gb32100_problem("91350100M000100I43"),
+            Some("not a valid 统一社会信用代码")
+        );
         assert_eq!(gb32100_check_char("91350100M000100O4"), None);
     }
 
@@ -194,7 +223,8 @@ mod tests {
             let code = format!("{first}{c}");
             prop_assert!(gb32100_valid(&code));
             if other != c {
-                prop_assert!(!gb32100_valid(&format!("{first}{other}")));
+                let bad = format!("{first}{other}");
+                prop_assert!(!gb32100_valid(&bad));
             }
         }
 

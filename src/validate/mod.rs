@@ -2,6 +2,7 @@
 //! the catalog (one-thing, items, prerequisites, identity numbers, form fields, materials, rules).
 //! Every problem found is reported, each as a JSON pointer and a plain message.
 
+mod fields;
 pub mod ids;
 mod rules;
 mod schema;
@@ -31,7 +32,11 @@ impl FieldError {
 
 impl std::fmt::Display for FieldError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let path = if self.path.is_empty() { "/" } else { &self.path };
+        let path = if self.path.is_empty() {
+            "/"
+        } else {
+            &self.path
+        };
         write!(f, "{path}: {}", self.message)
     }
 }
@@ -39,17 +44,24 @@ impl std::fmt::Display for FieldError {
 /// Validates a submission body (raw bytes from the broker) against the schema and the catalog.
 /// Ok: the parsed JSON. Err: every problem found (not only the first).
 pub fn validate_submission(body: &[u8], m: &Mapping) -> Result<Value, Vec<FieldError>> {
+    // RFC 8259 lets a parser ignore a byte order mark; some platforms send one.
+    let body = body.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(body);
     let v: Value = serde_json::from_slice(body)
         .map_err(|e| vec![FieldError::new("", format!("not JSON: {e}"))])?;
     let errors = validate_submission_value(&v, m);
-    if errors.is_empty() { Ok(v) } else { Err(errors) }
+    if errors.is_empty() {
+        Ok(v)
+    } else {
+        Err(errors)
+    }
 }
 
 /// Validates an already-parsed submission; empty when it is valid.
 ///
 /// The schema errors come first. The catalog checks run whatever the schema said, on whatever
 /// shape they find; a catalog error at a pointer where the schema already reported one is left
-/// out, and so is any exact repeat.
+/// out (except the list-level `/items` and `/materials` errors, which name what is missing), and
+/// so is any exact repeat.
 pub fn validate_submission_value(v: &Value, m: &Mapping) -> Vec<FieldError> {
     let mut errors = Vec::new();
     for e in schema::submission_errors(v) {
@@ -60,7 +72,7 @@ pub fn validate_submission_value(v: &Value, m: &Mapping) -> Vec<FieldError> {
     let mut domain = Vec::new();
     rules::check(v, m, &mut domain);
     for e in domain {
-        if !schema_paths.contains(&e.path) {
+        if ALWAYS_REPORTED.contains(&e.path.as_str()) || !schema_paths.contains(&e.path) {
             push_unique(&mut errors, e);
         }
     }
@@ -75,6 +87,9 @@ pub fn validate_withdrawal_value(v: &Value) -> Vec<FieldError> {
     }
     errors
 }
+
+/// Catalog errors reported even where the schema found a problem too.
+const ALWAYS_REPORTED: [&str; 2] = ["/items", "/materials"];
 
 fn push_unique(errors: &mut Vec<FieldError>, e: FieldError) {
     if !errors.contains(&e) {

@@ -49,7 +49,9 @@ fn convert(e: &ValidationError<'_>, out: &mut Vec<FieldError>) {
     let at = e.instance_path().as_str();
     match e.kind() {
         ValidationErrorKind::Required { property } => {
-            let name = property.as_str().map_or_else(|| property.to_string(), str::to_string);
+            let name = property
+                .as_str()
+                .map_or_else(|| property.to_string(), str::to_string);
             out.push(FieldError {
                 path: pointer_push(at, &name),
                 message: format!("required property `{name}` missing"),
@@ -102,7 +104,10 @@ fn meant_branch<'a, 'b>(
 }
 
 /// Every branch failed a `const`: report the discriminating property with the allowed values.
-fn discriminator_error(e: &ValidationError<'_>, context: &[Vec<ValidationError<'_>>]) -> FieldError {
+fn discriminator_error(
+    e: &ValidationError<'_>,
+    context: &[Vec<ValidationError<'_>>],
+) -> FieldError {
     let mut path = None;
     let mut allowed: Vec<String> = Vec::new();
     for b in context {
