@@ -14,15 +14,50 @@ use onething::translate::read_env_file;
 
 const CASES: &[(&str, &str, OpKind, Option<&str>)] = &[
     ("newborn.json", "birth-cert", OpKind::Submit, None),
-    ("newborn.json", "hukou", OpKind::Submit, Some("newborn.json")),
+    (
+        "newborn.json",
+        "hukou",
+        OpKind::Submit,
+        Some("newborn.json"),
+    ),
     ("newborn.json", "medicare-enrol", OpKind::Prereview, None),
-    ("newborn.json", "social-card", OpKind::Submit, Some("newborn.json")),
+    (
+        "newborn.json",
+        "social-card",
+        OpKind::Submit,
+        Some("newborn.json"),
+    ),
     ("restaurant.json", "business-licence", OpKind::Submit, None),
-    ("restaurant.json", "tax-registration", OpKind::Submit, Some("restaurant.json")),
-    ("house-transfer.json", "property-transfer", OpKind::Submit, None),
-    ("house-transfer.json", "water-transfer", OpKind::Prereview, None),
-    ("house-transfer.json", "power-transfer", OpKind::Prereview, None),
-    ("house-transfer.json", "gas-transfer", OpKind::Submit, Some("house-transfer.json")),
+    (
+        "restaurant.json",
+        "tax-registration",
+        OpKind::Submit,
+        Some("restaurant.json"),
+    ),
+    (
+        "house-transfer.json",
+        "property-transfer",
+        OpKind::Submit,
+        None,
+    ),
+    (
+        "house-transfer.json",
+        "water-transfer",
+        OpKind::Prereview,
+        None,
+    ),
+    (
+        "house-transfer.json",
+        "power-transfer",
+        OpKind::Prereview,
+        None,
+    ),
+    (
+        "house-transfer.json",
+        "gas-transfer",
+        OpKind::Submit,
+        Some("house-transfer.json"),
+    ),
 ];
 
 fn bench(c: &mut Criterion) {
@@ -32,10 +67,15 @@ fn bench(c: &mut Criterion) {
     let t = parse_rfc3339("2026-03-16T09:15:30+08:00").unwrap();
     let mut group = c.benchmark_group("render");
     for (fixture, item, kind, results) in CASES {
-        let sub: serde_json::Value =
-            serde_json::from_str(&std::fs::read_to_string(root.join("fixtures").join(fixture)).unwrap()).unwrap();
+        let sub: serde_json::Value = serde_json::from_str(
+            &std::fs::read_to_string(root.join("fixtures").join(fixture)).unwrap(),
+        )
+        .unwrap();
         let results: serde_json::Value = match results {
-            Some(r) => serde_json::from_str(&std::fs::read_to_string(root.join("fixtures/results").join(r)).unwrap()).unwrap(),
+            Some(r) => serde_json::from_str(
+                &std::fs::read_to_string(root.join("fixtures/results").join(r)).unwrap(),
+            )
+            .unwrap(),
             None => serde_json::json!({}),
         };
         let dept = m.department_of(item).unwrap();
@@ -53,7 +93,10 @@ fn bench(c: &mut Criterion) {
                     reference: None,
                     refs: None,
                     reason: None,
-                    clock: Clock { now: t, real_now: t },
+                    clock: Clock {
+                        now: t,
+                        real_now: t,
+                    },
                     nonce: "0123456789abcdef0123456789abcdef",
                     token: Some("token"),
                     env: env.clone(),

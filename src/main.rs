@@ -9,7 +9,11 @@ use onething::mapping::Mapping;
 use onething::translate::{TranslateRequest, read_results, translate};
 
 #[derive(Parser)]
-#[command(name = "onething", version, about = "Integration gateway for one-thing (一件事) government services")]
+#[command(
+    name = "onething",
+    version,
+    about = "Integration gateway for one-thing (一件事) government services"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -72,7 +76,12 @@ fn main() -> ExitCode {
                     for w in &m.warnings {
                         eprintln!("{w}");
                     }
-                    let items: usize = m.catalog.onething.values().map(|o| o.get_ref().items.len()).sum();
+                    let items: usize = m
+                        .catalog
+                        .onething
+                        .values()
+                        .map(|o| o.get_ref().items.len())
+                        .sum();
                     println!(
                         "{}: ok ({} one-things, {} items, {} departments, {} code tables, {} calendar years)",
                         dir.display(),

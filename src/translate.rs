@@ -34,7 +34,10 @@ pub fn read_results(path: &PathBuf) -> Result<serde_json::Value, String> {
     let v: serde_json::Value =
         serde_json::from_str(&text).map_err(|e| format!("{}: not JSON: {e}", path.display()))?;
     if !v.is_object() {
-        return Err(format!("{}: must be a JSON object {{item: {{key: value}}}}", path.display()));
+        return Err(format!(
+            "{}: must be a JSON object {{item: {{key: value}}}}",
+            path.display()
+        ));
     }
     Ok(v)
 }
@@ -68,17 +71,28 @@ pub fn translate(
 ) -> Result<Vec<u8>, String> {
     let errors = crate::validate::validate_submission_value(submission, m);
     if !errors.is_empty() {
-        let lines: Vec<String> = errors.iter().map(|e| format!("{}: {}", e.path, e.message)).collect();
-        return Err(format!("the submission is invalid:\n  {}", lines.join("\n  ")));
+        let lines: Vec<String> = errors
+            .iter()
+            .map(|e| format!("{}: {}", e.path, e.message))
+            .collect();
+        return Err(format!(
+            "the submission is invalid:\n  {}",
+            lines.join("\n  ")
+        ));
     }
     let (_, _, item) = m
         .catalog
         .item(&req.item)
         .ok_or_else(|| format!("unknown item `{}`", req.item))?;
     if let Some(requested) = submission.get("items").and_then(|i| i.as_array())
-        && !requested.iter().any(|i| i.as_str() == Some(req.item.as_str()))
+        && !requested
+            .iter()
+            .any(|i| i.as_str() == Some(req.item.as_str()))
     {
-        return Err(format!("item `{}` is not requested by this submission", req.item));
+        return Err(format!(
+            "item `{}` is not requested by this submission",
+            req.item
+        ));
     }
     let dept = m
         .department_of(&req.item)
@@ -87,7 +101,10 @@ pub fn translate(
 
     // Prerequisite results: prior_results, overlaid by --results.
     let mut results: IndexMap<String, serde_json::Value> = IndexMap::new();
-    for source in [submission.get("prior_results"), req.results.as_ref()].into_iter().flatten() {
+    for source in [submission.get("prior_results"), req.results.as_ref()]
+        .into_iter()
+        .flatten()
+    {
         if let Some(obj) = source.as_object() {
             for (k, v) in obj {
                 results.insert(k.clone(), v.clone());
@@ -105,11 +122,20 @@ pub fn translate(
         "complete" => OpKind::Complete,
         "query" => OpKind::Query,
         "withdraw" => OpKind::Withdraw,
-        other => return Err(format!("unknown operation `{other}` (submit, complete, query, withdraw)")),
+        other => {
+            return Err(format!(
+                "unknown operation `{other}` (submit, complete, query, withdraw)"
+            ));
+        }
     };
-    let op = ops
-        .get(kind)
-        .ok_or_else(|| format!("department `{}` has no `{}` operation for item `{}`", dept.id, kind.as_str(), req.item))?;
+    let op = ops.get(kind).ok_or_else(|| {
+        format!(
+            "department `{}` has no `{}` operation for item `{}`",
+            dept.id,
+            kind.as_str(),
+            req.item
+        )
+    })?;
     if op.needs_ref && req.reference.is_none() {
         return Err(format!(
             "the `{}` operation of `{}` needs the department's reference: give --ref",
@@ -118,20 +144,32 @@ pub fn translate(
         ));
     }
     let creds = dept.credentials(env).map_err(|missing| {
-        format!("missing credentials in the environment: {}", missing.join(", "))
+        format!(
+            "missing credentials in the environment: {}",
+            missing.join(", ")
+        )
     })?;
     let clock = match &req.at {
         Some(at) => {
             let t = parse_rfc3339(at).ok_or_else(|| format!("--at `{at}` is not RFC 3339"))?;
-            Clock { now: t, real_now: t }
+            Clock {
+                now: t,
+                real_now: t,
+            }
         }
         None => {
             let t: DateTime<FixedOffset> = Utc::now().with_timezone(&cst());
-            Clock { now: t, real_now: t }
+            Clock {
+                now: t,
+                real_now: t,
+            }
         }
     };
     let nonce = req.nonce.clone().unwrap_or_else(random_nonce);
-    let reason = req.reason.clone().unwrap_or_else(|| "申请人主动撤回".to_string());
+    let reason = req
+        .reason
+        .clone()
+        .unwrap_or_else(|| "申请人主动撤回".to_string());
     let ctx = context::build(RenderInput {
         case: to_value(submission),
         item: &req.item,
@@ -153,8 +191,13 @@ pub fn translate(
             h.to_wire(&base)
         }
         Request::File(f) => {
-            let outbox = dept.exchange.as_ref().map(|x| x.outbox.as_str()).unwrap_or("outbox");
-            let mut out = format!("FILE {}/{}\n\n", outbox.trim_end_matches('/'), f.path).into_bytes();
+            let outbox = dept
+                .exchange
+                .as_ref()
+                .map(|x| x.outbox.as_str())
+                .unwrap_or("outbox");
+            let mut out =
+                format!("FILE {}/{}\n\n", outbox.trim_end_matches('/'), f.path).into_bytes();
             out.extend_from_slice(&f.bytes);
             Ok(out)
         }

@@ -13,8 +13,13 @@ use sha2::{Digest, Sha256};
 use support::*;
 
 fn sign(app_id: &str, ts: &str, nonce: &str, body: &[u8]) -> String {
-    let msg = format!("{app_id}\n{ts}\n{nonce}\n{}", hex::encode(Sha256::digest(body)));
-    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(cred("ONETHING_DEPT_HEALTH_SECRET").as_bytes()).unwrap();
+    let msg = format!(
+        "{app_id}\n{ts}\n{nonce}\n{}",
+        hex::encode(Sha256::digest(body))
+    );
+    let mut mac =
+        <Hmac<Sha256> as Mac>::new_from_slice(cred("ONETHING_DEPT_HEALTH_SECRET").as_bytes())
+            .unwrap();
     mac.update(msg.as_bytes());
     hex::encode(mac.finalize().into_bytes())
 }
@@ -25,13 +30,22 @@ fn submit_is_signed_json_per_the_document() {
     let (line, headers, body) = split_http(&raw);
     assert_eq!(line, "POST /api/v1/birth-cert/applications HTTP/1.1");
     assert_eq!(header(&headers, "Host"), Some("127.0.0.1:9101"));
-    assert_eq!(header(&headers, "Content-Type"), Some("application/json; charset=UTF-8"));
-    assert_eq!(header(&headers, "Content-Length"), Some(body.len().to_string().as_str()));
+    assert_eq!(
+        header(&headers, "Content-Type"),
+        Some("application/json; charset=UTF-8")
+    );
+    assert_eq!(
+        header(&headers, "Content-Length"),
+        Some(body.len().to_string().as_str())
+    );
     let ts = header(&headers, "X-Timestamp").unwrap();
     assert_eq!(ts, "1773623730000", "Unix milliseconds of the fixed clock");
     let nonce = header(&headers, "X-Nonce").unwrap();
     assert_eq!(header(&headers, "X-App-Id"), Some("yjs-gateway"));
-    assert_eq!(header(&headers, "X-Signature").unwrap(), sign("yjs-gateway", ts, nonce, &body));
+    assert_eq!(
+        header(&headers, "X-Signature").unwrap(),
+        sign("yjs-gateway", ts, nonce, &body)
+    );
 
     let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
     assert_eq!(v["sblsh"], "410225-20260316-000123");
@@ -62,20 +76,36 @@ fn no_father_means_no_father_object() {
 fn query_is_a_signed_get_without_body() {
     let raw = render("newborn.json", "birth-cert", "query", None, None).unwrap();
     let (line, headers, body) = split_http(&raw);
-    assert_eq!(line, "GET /api/v1/birth-cert/applications?sblsh=410225-20260316-000123 HTTP/1.1");
+    assert_eq!(
+        line,
+        "GET /api/v1/birth-cert/applications?sblsh=410225-20260316-000123 HTTP/1.1"
+    );
     assert!(body.is_empty());
     assert!(header(&headers, "Content-Length").is_none());
     let ts = header(&headers, "X-Timestamp").unwrap();
-    assert_eq!(header(&headers, "X-Signature").unwrap(), sign("yjs-gateway", ts, NONCE, b""));
+    assert_eq!(
+        header(&headers, "X-Signature").unwrap(),
+        sign("yjs-gateway", ts, NONCE, b"")
+    );
 }
 
 #[test]
 fn withdraw_needs_the_reference() {
     let err = render("newborn.json", "birth-cert", "withdraw", None, None).unwrap_err();
     assert!(err.contains("--ref"), "{err}");
-    let raw = render("newborn.json", "birth-cert", "withdraw", Some("CS2026031600012"), None).unwrap();
+    let raw = render(
+        "newborn.json",
+        "birth-cert",
+        "withdraw",
+        Some("CS2026031600012"),
+        None,
+    )
+    .unwrap();
     let (line, _, body) = split_http(&raw);
-    assert_eq!(line, "POST /api/v1/birth-cert/applications/CS2026031600012/withdraw HTTP/1.1");
+    assert_eq!(
+        line,
+        "POST /api/v1/birth-cert/applications/CS2026031600012/withdraw HTTP/1.1"
+    );
     assert_eq!(body, "{\"reason\":\"申请人主动撤回\"}".as_bytes());
 }
 
@@ -86,7 +116,11 @@ fn answer(op: OpKind, status: u16, body: &str) -> Outcome {
         .get(op)
         .unwrap()
         .answer
-        .read(&RawAnswer { status, headers: &headers, body: body.as_bytes() })
+        .read(&RawAnswer {
+            status,
+            headers: &headers,
+            body: body.as_bytes(),
+        })
         .outcome
 }
 
@@ -94,25 +128,66 @@ fn answer(op: OpKind, status: u16, body: &str) -> Outcome {
 fn answers_are_read_per_the_code_table() {
     use OpKind::*;
     assert_eq!(
-        answer(Submit, 200, r#"{"code":"0","msg":"ok","data":{"applyNo":"CS2026031600012"}}"#),
-        Outcome::Ok { reference: Some("CS2026031600012".into()) }
+        answer(
+            Submit,
+            200,
+            r#"{"code":"0","msg":"ok","data":{"applyNo":"CS2026031600012"}}"#
+        ),
+        Outcome::Ok {
+            reference: Some("CS2026031600012".into())
+        }
     );
     assert_eq!(
-        answer(Submit, 200, r#"{"code":"3001","msg":"dup","data":{"applyNo":"CS1"}}"#),
-        Outcome::Duplicate { reference: Some("CS1".into()) }
+        answer(
+            Submit,
+            200,
+            r#"{"code":"3001","msg":"dup","data":{"applyNo":"CS1"}}"#
+        ),
+        Outcome::Duplicate {
+            reference: Some("CS1".into())
+        }
     );
-    assert!(matches!(answer(Submit, 200, r#"{"code":"1001","msg":"sig"}"#), Outcome::Permanent { .. }));
-    assert!(matches!(answer(Submit, 200, r#"{"code":"2001","msg":"baby.name"}"#), Outcome::Permanent { error } if error.contains("baby.name")));
-    assert!(matches!(answer(Submit, 200, r#"{"code":"1002","msg":"nonce"}"#), Outcome::Retry { .. }));
-    assert!(matches!(answer(Submit, 200, r#"{"code":"5000","msg":"busy"}"#), Outcome::Retry { .. }));
-    assert!(matches!(answer(Submit, 503, "<html>down</html>"), Outcome::Retry { .. }));
-    assert_eq!(answer(Query, 200, r#"{"code":"4004","msg":"none"}"#), Outcome::NotFound);
-    assert_eq!(answer(Withdraw, 200, r#"{"code":"4009","msg":"done"}"#), Outcome::Finished);
-    assert!(matches!(answer(Submit, 200, "not json"), Outcome::Unrecognised { .. }));
+    assert!(matches!(
+        answer(Submit, 200, r#"{"code":"1001","msg":"sig"}"#),
+        Outcome::Permanent { .. }
+    ));
+    assert!(
+        matches!(answer(Submit, 200, r#"{"code":"2001","msg":"baby.name"}"#), Outcome::Permanent { error } if error.contains("baby.name"))
+    );
+    assert!(matches!(
+        answer(Submit, 200, r#"{"code":"1002","msg":"nonce"}"#),
+        Outcome::Retry { .. }
+    ));
+    assert!(matches!(
+        answer(Submit, 200, r#"{"code":"5000","msg":"busy"}"#),
+        Outcome::Retry { .. }
+    ));
+    assert!(matches!(
+        answer(Submit, 503, "<html>down</html>"),
+        Outcome::Retry { .. }
+    ));
+    assert_eq!(
+        answer(Query, 200, r#"{"code":"4004","msg":"none"}"#),
+        Outcome::NotFound
+    );
+    assert_eq!(
+        answer(Withdraw, 200, r#"{"code":"4009","msg":"done"}"#),
+        Outcome::Finished
+    );
+    assert!(matches!(
+        answer(Submit, 200, "not json"),
+        Outcome::Unrecognised { .. }
+    ));
 }
 
 fn report(record: serde_json::Value) -> Change {
-    MAPPING.departments["health"].report.as_ref().unwrap().read(&to_value(&record), Some("birth-cert"), &[]).unwrap().change
+    MAPPING.departments["health"]
+        .report
+        .as_ref()
+        .unwrap()
+        .read(&to_value(&record), Some("birth-cert"), &[])
+        .unwrap()
+        .change
 }
 
 #[test]
@@ -130,14 +205,24 @@ fn every_status_maps_to_its_transition() {
     assert_eq!(with("RECEIVED", serde_json::json!({})), Change::Dispatched);
     assert_eq!(
         with("ACCEPTED", serde_json::json!({})),
-        Change::Accepted { accepted_at: Some("2026-03-16T09:20:11+08:00".into()) }
+        Change::Accepted {
+            accepted_at: Some("2026-03-16T09:20:11+08:00".into())
+        }
     );
     assert_eq!(
         with("REJECTED", serde_json::json!({"reason": "材料不符合要求"})),
-        Change::Rejected { reason: "材料不符合要求".into() }
+        Change::Rejected {
+            reason: "材料不符合要求".into()
+        }
     );
-    match with("ISSUED", serde_json::json!({"certNo": "Q410123456", "finishTime": "2026-03-16 09:40:02"})) {
-        Change::Approved { results, accepted_at } => {
+    match with(
+        "ISSUED",
+        serde_json::json!({"certNo": "Q410123456", "finishTime": "2026-03-16 09:40:02"}),
+    ) {
+        Change::Approved {
+            results,
+            accepted_at,
+        } => {
             assert_eq!(results["licence_no"], "Q410123456");
             assert_eq!(results["issued_at"], "2026-03-16T09:40:02+08:00");
             assert_eq!(accepted_at.as_deref(), Some("2026-03-16T09:20:11+08:00"));
@@ -146,9 +231,15 @@ fn every_status_maps_to_its_transition() {
     }
     assert_eq!(
         with("REFUSED", serde_json::json!({"reason": "不符合许可条件"})),
-        Change::Denied { reason: "不符合许可条件".into() }
+        Change::Denied {
+            reason: "不符合许可条件".into(),
+            accepted_at: Some("2026-03-16T09:20:11+08:00".into()),
+        }
     );
-    assert!(matches!(with("WITHDRAWN", serde_json::json!({})), Change::Withdrawn { .. }));
+    assert!(matches!(
+        with("WITHDRAWN", serde_json::json!({})),
+        Change::Withdrawn { .. }
+    ));
     let unknown = MAPPING.departments["health"].report.as_ref().unwrap().read(
         &to_value(&serde_json::json!({"sblsh": "x", "status": "LOST"})),
         Some("birth-cert"),
@@ -171,12 +262,22 @@ fn callbacks_are_verified_before_they_are_read() {
             ("x-signature".to_string(), sig),
         ]
     };
-    let good = sign("health-system", "1773623730000", "aabbccddeeff00112233", body.as_bytes());
+    let good = sign(
+        "health-system",
+        "1773623730000",
+        "aabbccddeeff00112233",
+        body.as_bytes(),
+    );
     let cb = dept.callback.as_ref().unwrap();
     match cb.read(&headers(good.clone()), body.as_bytes(), env.clone()) {
         CallbackRead::Records(records) => {
             assert_eq!(records.len(), 1);
-            let r = dept.report.as_ref().unwrap().read(&records[0], None, &[]).unwrap();
+            let r = dept
+                .report
+                .as_ref()
+                .unwrap()
+                .read(&records[0], None, &[])
+                .unwrap();
             assert_eq!(r.case_id, "410225-20260316-000123");
             assert_eq!(r.reference.as_deref(), Some("CS2026031600012"));
             assert!(matches!(r.change, Change::Approved { .. }));
@@ -184,8 +285,14 @@ fn callbacks_are_verified_before_they_are_read() {
         other => panic!("{other:?}"),
     }
     let tampered = body.replace("Q410123456", "Q410123457");
-    assert!(matches!(cb.read(&headers(good), tampered.as_bytes(), env.clone()), CallbackRead::Unauthorized));
-    assert!(matches!(cb.read(&headers("00".repeat(32)), body.as_bytes(), env), CallbackRead::Unauthorized));
+    assert!(matches!(
+        cb.read(&headers(good), tampered.as_bytes(), env.clone()),
+        CallbackRead::Unauthorized
+    ));
+    assert!(matches!(
+        cb.read(&headers("00".repeat(32)), body.as_bytes(), env),
+        CallbackRead::Unauthorized
+    ));
     assert_eq!(cb.ok.status, 200);
     assert_eq!(cb.unauthorized.status, 401);
 }

@@ -52,8 +52,14 @@ fn every_golden_request_matches_byte_for_byte() {
     let mut failures = Vec::new();
     for (dept, c) in all_cases() {
         let path = golden_dir().join(&dept).join(&c.expect);
-        let got = render(&c.fixture, &c.item, &c.op, c.reference.as_deref(), c.results.as_deref())
-            .unwrap_or_else(|e| panic!("{dept}/{}: {e}", c.expect));
+        let got = render(
+            &c.fixture,
+            &c.item,
+            &c.op,
+            c.reference.as_deref(),
+            c.results.as_deref(),
+        )
+        .unwrap_or_else(|e| panic!("{dept}/{}: {e}", c.expect));
         if update {
             std::fs::write(&path, &got).unwrap();
             continue;
@@ -89,5 +95,8 @@ fn every_operation_of_every_department_has_a_golden_case() {
             }
         }
     }
-    assert!(missing.is_empty(), "operations without a golden case: {missing:?}");
+    assert!(
+        missing.is_empty(),
+        "operations without a golden case: {missing:?}"
+    );
 }

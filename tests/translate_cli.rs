@@ -23,8 +23,24 @@ fn translate(args: &[&str], with_credentials: bool) -> Output {
 
 #[test]
 fn prints_exactly_the_request_and_nothing_after_it() {
-    let out = translate(&["--item", "birth-cert", "--at", AT, "--nonce", NONCE, "fixtures/newborn.json"], true);
-    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = translate(
+        &[
+            "--item",
+            "birth-cert",
+            "--at",
+            AT,
+            "--nonce",
+            NONCE,
+            "fixtures/newborn.json",
+        ],
+        true,
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let expected = render("newborn.json", "birth-cert", "submit", None, None).unwrap();
     assert_eq!(out.stdout, expected);
     assert!(!out.stdout.ends_with(b"\n"), "no trailing newline");
@@ -47,7 +63,10 @@ fn missing_credentials_exit_1_naming_them() {
     let out = translate(&["--item", "birth-cert", "fixtures/newborn.json"], false);
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("ONETHING_DEPT_HEALTH_APP_ID") && err.contains("ONETHING_DEPT_HEALTH_SECRET"), "{err}");
+    assert!(
+        err.contains("ONETHING_DEPT_HEALTH_APP_ID") && err.contains("ONETHING_DEPT_HEALTH_SECRET"),
+        "{err}"
+    );
     assert!(out.stdout.is_empty());
 }
 
@@ -79,7 +98,16 @@ fn missing_prerequisite_result_exits_1() {
 
 #[test]
 fn an_operation_the_department_lacks_exits_1() {
-    let out = translate(&["--item", "property-transfer", "--op", "query", "fixtures/house-transfer.json"], true);
+    let out = translate(
+        &[
+            "--item",
+            "property-transfer",
+            "--op",
+            "query",
+            "fixtures/house-transfer.json",
+        ],
+        true,
+    );
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("has no `query` operation"), "{err}");
@@ -89,15 +117,38 @@ fn an_operation_the_department_lacks_exits_1() {
 fn unknown_item_and_operation_exit_1() {
     let out = translate(&["--item", "passport", "fixtures/newborn.json"], true);
     assert_eq!(out.status.code(), Some(1));
-    let out = translate(&["--item", "birth-cert", "--op", "resubmit", "fixtures/newborn.json"], true);
+    let out = translate(
+        &[
+            "--item",
+            "birth-cert",
+            "--op",
+            "resubmit",
+            "fixtures/newborn.json",
+        ],
+        true,
+    );
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("unknown operation"));
 }
 
 #[test]
 fn file_exchange_output_names_the_file() {
-    let out = translate(&["--item", "property-transfer", "--at", AT, "fixtures/house-transfer.json"], true);
-    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = translate(
+        &[
+            "--item",
+            "property-transfer",
+            "--at",
+            AT,
+            "fixtures/house-transfer.json",
+        ],
+        true,
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(
         text.starts_with("FILE outbox/410225-20260318-000007_ZYDJ_20260316091530.xml\n\n<?xml version=\"1.0\" encoding=\"GBK\"?>"),

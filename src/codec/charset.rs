@@ -122,9 +122,14 @@ mod tests {
 
     #[test]
     fn charset_comes_from_header_then_prolog() {
-        let body = Charset::Gb18030.encode_xml("<?xml version=\"1.0\" encoding=\"GB18030\"?><a>户口</a>");
+        let body =
+            Charset::Gb18030.encode_xml("<?xml version=\"1.0\" encoding=\"GB18030\"?><a>户口</a>");
         assert!(decode_body(&body, None).unwrap().contains("户口"));
-        assert!(decode_body(&body, Some("text/xml; charset=GB18030")).unwrap().contains("户口"));
+        assert!(
+            decode_body(&body, Some("text/xml; charset=GB18030"))
+                .unwrap()
+                .contains("户口")
+        );
         assert!(decode_body(&body, Some("text/xml; charset=UTF-8")).is_err());
     }
 }

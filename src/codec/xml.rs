@@ -77,7 +77,9 @@ pub fn write_soap(
     let op = style.name(operation);
     s.push_str(&format!("<{op}>"));
     children(body, style, &mut s)?;
-    s.push_str(&format!("</{op}></{env_prefix}:Body></{env_prefix}:Envelope>"));
+    s.push_str(&format!(
+        "</{op}></{env_prefix}:Body></{env_prefix}:Envelope>"
+    ));
     Ok(s)
 }
 
@@ -90,7 +92,7 @@ fn children(out: &Out, style: &XmlStyle, s: &mut String) -> Result<(), String> {
             Ok(())
         }
         other => {
-            s.push_str(&partial_escape(&other.scalar_text().unwrap_or_default()));
+            s.push_str(&partial_escape(other.scalar_text().unwrap_or_default()));
             Ok(())
         }
     }
@@ -100,7 +102,9 @@ fn element(name: &str, v: &Out, style: &XmlStyle, s: &mut String) -> Result<(), 
     if let Out::Arr(items) = v {
         for item in items {
             if matches!(item, Out::Arr(_)) {
-                return Err(format!("`{name}`: a list of lists cannot be written as XML"));
+                return Err(format!(
+                    "`{name}`: a list of lists cannot be written as XML"
+                ));
             }
             element(name, item, style, s)?;
         }
@@ -225,7 +229,12 @@ mod tests {
     use proptest::prelude::*;
 
     fn obj(fields: &[(&str, Out)]) -> Out {
-        Out::Obj(fields.iter().map(|(k, v)| (k.to_string(), v.clone())).collect())
+        Out::Obj(
+            fields
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.clone()))
+                .collect(),
+        )
     }
 
     #[test]
@@ -237,7 +246,13 @@ mod tests {
         let header = obj(&[("Auth", obj(&[("UserId", Out::Str("yjs".into()))]))]);
         let body = obj(&[
             ("DWMC", Out::Str("A&B <公司>".into())),
-            ("YZ", Out::Arr(vec![obj(&[("YZLX", Out::Str("01".into()))]), obj(&[("YZLX", Out::Str("02".into()))])])),
+            (
+                "YZ",
+                Out::Arr(vec![
+                    obj(&[("YZLX", Out::Str("01".into()))]),
+                    obj(&[("YZLX", Out::Str("02".into()))]),
+                ]),
+            ),
         ]);
         let s = write_soap("soap", "SubmitSeal", &style, Some(&header), &body).unwrap();
         assert_eq!(

@@ -86,9 +86,8 @@ pub fn load(dir: &Path) -> Result<RawConfig, Problems> {
     match toml_files(&dir.join("codes")) {
         Ok(files) => {
             for path in files {
-                let parsed = SourceFile::read(&path).and_then(|f| {
-                    f.parse::<codes::CodeTableFile>().map(|t| (f.clone(), t))
-                });
+                let parsed = SourceFile::read(&path)
+                    .and_then(|f| f.parse::<codes::CodeTableFile>().map(|t| (f.clone(), t)));
                 match parsed {
                     Ok((f, t)) => codes.push((
                         f,

@@ -27,14 +27,25 @@ pub struct AnswerReader {
 /// What an answer means for the operation.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Outcome {
-    Ok { reference: Option<String> },
-    Duplicate { reference: Option<String> },
-    Retry { after_secs: Option<u64>, error: String },
-    Permanent { error: String },
+    Ok {
+        reference: Option<String>,
+    },
+    Duplicate {
+        reference: Option<String>,
+    },
+    Retry {
+        after_secs: Option<u64>,
+        error: String,
+    },
+    Permanent {
+        error: String,
+    },
     NotFound,
     Finished,
     Unauthorized,
-    Unrecognised { error: String },
+    Unrecognised {
+        error: String,
+    },
 }
 
 /// An answer as received.
@@ -54,15 +65,24 @@ pub struct ReadAnswer {
 }
 
 impl AnswerReader {
-    pub fn compile(file: &SourceFile, op: &Answer, dept: &Answer, problems: &mut Vec<Problem>) -> AnswerReader {
+    pub fn compile(
+        file: &SourceFile,
+        op: &Answer,
+        dept: &Answer,
+        problems: &mut Vec<Problem>,
+    ) -> AnswerReader {
         let mut rules = Vec::new();
         for r in op.rules.iter().chain(dept.rules.iter()) {
             let r = r.get_ref();
             let c = |s: &Option<toml::Spanned<String>>, problems: &mut Vec<Problem>| {
-                s.as_ref()
-                    .and_then(|s| Expr::compile_spanned(file, s).map_err(|p| problems.push(p)).ok())
+                s.as_ref().and_then(|s| {
+                    Expr::compile_spanned(file, s)
+                        .map_err(|p| problems.push(p))
+                        .ok()
+                })
             };
-            let Ok(when) = Expr::compile_spanned(file, &r.when).map_err(|p| problems.push(p)) else {
+            let Ok(when) = Expr::compile_spanned(file, &r.when).map_err(|p| problems.push(p))
+            else {
                 continue;
             };
             rules.push(Rule {
@@ -99,8 +119,12 @@ impl AnswerReader {
             .map(|(_, v)| v.as_str());
         let text = charset::decode_body(raw.body, content_type);
         let parsed = match (&text, self.format) {
-            (Ok(t), Format::Json) if !t.trim().is_empty() => json::parse(t).ok().map(|j| crate::mapping::expr::to_value(&j)),
-            (Ok(t), Format::Xml) if !t.trim().is_empty() => xml::parse(t).ok().map(|j| crate::mapping::expr::to_value(&j)),
+            (Ok(t), Format::Json) if !t.trim().is_empty() => json::parse(t)
+                .ok()
+                .map(|j| crate::mapping::expr::to_value(&j)),
+            (Ok(t), Format::Xml) if !t.trim().is_empty() => xml::parse(t)
+                .ok()
+                .map(|j| crate::mapping::expr::to_value(&j)),
             (Ok(t), Format::Text) => Some(crate::mapping::expr::to_value(&form::parse(t))),
             _ => None,
         }

@@ -18,6 +18,7 @@ pub struct CallbackReader {
     pub ok: Reply,
     pub unauthorized: Reply,
     pub unreadable: Reply,
+    codes: Value,
 }
 
 /// What a callback turned out to be.
@@ -32,9 +33,18 @@ pub enum CallbackRead {
 }
 
 impl CallbackReader {
-    pub fn compile(file: &SourceFile, cb: &Callback, problems: &mut Vec<Problem>) -> Option<CallbackReader> {
-        let verify = Expr::compile_spanned(file, &cb.verify).map_err(|p| problems.push(p)).ok();
-        let records = Expr::compile_spanned(file, &cb.records).map_err(|p| problems.push(p)).ok();
+    pub fn compile(
+        file: &SourceFile,
+        cb: &Callback,
+        codes: &Value,
+        problems: &mut Vec<Problem>,
+    ) -> Option<CallbackReader> {
+        let verify = Expr::compile_spanned(file, &cb.verify)
+            .map_err(|p| problems.push(p))
+            .ok();
+        let records = Expr::compile_spanned(file, &cb.records)
+            .map_err(|p| problems.push(p))
+            .ok();
         let mut vars = Vec::new();
         if let Some(crate::config::tree::Node {
             kind: crate::config::tree::NodeKind::Table(fields),
@@ -47,7 +57,9 @@ impl CallbackReader {
                         Ok(e) => vars.push((k.clone(), e)),
                         Err(p) => problems.push(p),
                     },
-                    None => problems.push(file.problem(&n.span, format!("`{k}` must be an expression"))),
+                    None => {
+                        problems.push(file.problem(&n.span, format!("`{k}` must be an expression")))
+                    }
                 }
             }
         }
@@ -63,6 +75,7 @@ impl CallbackReader {
                 content_type: cb.replies.ok.content_type.clone(),
                 body: cb.replies.unauthorized.body.clone(),
             }),
+            codes: codes.clone(),
         })
     }
 
@@ -74,7 +87,10 @@ impl CallbackReader {
 
     /// `headers` with lower-case names; `env` the department's credentials.
     pub fn read(&self, headers: &[(String, String)], body: &[u8], env: Value) -> CallbackRead {
-        let ct = headers.iter().find(|(k, _)| k == "content-type").map(|(_, v)| v.as_str());
+        let ct = headers
+            .iter()
+            .find(|(k, _)| k == "content-type")
+            .map(|(_, v)| v.as_str());
         let text = match charset::decode_body(body, ct) {
             Ok(t) => t,
             Err(e) => return CallbackRead::Unreadable(e),
@@ -91,6 +107,7 @@ impl CallbackReader {
             .with("raw", Value::from_bytes(body.to_vec()))
             .with("callback", parsed.clone())
             .with("env", env)
+            .with("__codes", self.codes.clone())
             .into_value();
         match self.verify.eval(&ctx) {
             Ok(v) if v.is_true() => {}
@@ -110,7 +127,9 @@ impl CallbackReader {
                 Err(err) => return CallbackRead::Unreadable(err),
             }
         }
-        let s = Scope::new(Some(ctx)).with("vars", Value::from_pairs(computed)).into_value();
+        let s = Scope::new(Some(ctx))
+            .with("vars", Value::from_pairs(computed))
+            .into_value();
         match self.records.eval(&s) {
             Ok(v) => CallbackRead::Records(records_of(v)),
             Err(e) => CallbackRead::Unreadable(e),

@@ -55,7 +55,10 @@ pub fn build(input: RenderInput<'_>) -> Value {
         .with("results", input.results)
         .with("now", Value::from(rfc3339(input.clock.now)))
         .with("real_now", Value::from(rfc3339(input.clock.real_now)))
-        .with("real_now_ms", Value::from(input.clock.real_now.timestamp_millis()))
+        .with(
+            "real_now_ms",
+            Value::from(input.clock.real_now.timestamp_millis()),
+        )
         .with("nonce", Value::from(input.nonce))
         .with("env", input.env)
         .with("__codes", input.codes);

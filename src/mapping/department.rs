@@ -36,9 +36,15 @@ impl ItemOps {
     }
 
     pub fn all(&self) -> impl Iterator<Item = &Operation> {
-        [&self.submit, &self.prereview, &self.complete, &self.query, &self.withdraw]
-            .into_iter()
-            .flatten()
+        [
+            &self.submit,
+            &self.prereview,
+            &self.complete,
+            &self.query,
+            &self.withdraw,
+        ]
+        .into_iter()
+        .flatten()
     }
 }
 
@@ -115,27 +121,49 @@ pub fn parse_duration(s: &str) -> Option<Duration> {
 
 impl Department {
     /// Compiles a department file; problems are collected, and `None` only when nothing usable is left.
-    pub fn compile(file: &SourceFile, d: &DepartmentFile, problems: &mut Vec<Problem>) -> Department {
+    pub fn compile(
+        file: &SourceFile,
+        d: &DepartmentFile,
+        codes: &minijinja::value::Value,
+        problems: &mut Vec<Problem>,
+    ) -> Department {
         let id = d.id.get_ref().clone();
-        let stem = file.path.file_stem().map(|s| s.to_string_lossy().into_owned());
+        let stem = file
+            .path
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned());
         if stem.as_deref() != Some(id.as_str()) {
-            problems.push(file.problem(&d.id.span(), format!("id `{id}` must match the file name")));
+            problems
+                .push(file.problem(&d.id.span(), format!("id `{id}` must match the file name")));
         }
         match (&d.base_url, &d.folder) {
-            (Some(_), Some(_)) => problems.push(file.problem(&d.id.span(), "give `base_url` (HTTP) or `folder` (file exchange), not both")),
-            (None, None) => problems.push(file.problem(&d.id.span(), "give `base_url` (HTTP) or `folder` (file exchange)")),
+            (Some(_), Some(_)) => problems.push(file.problem(
+                &d.id.span(),
+                "give `base_url` (HTTP) or `folder` (file exchange), not both",
+            )),
+            (None, None) => problems.push(file.problem(
+                &d.id.span(),
+                "give `base_url` (HTTP) or `folder` (file exchange)",
+            )),
             _ => {}
         }
         let dur = |s: &str, what: &str, problems: &mut Vec<Problem>| {
             parse_duration(s).unwrap_or_else(|| {
-                problems.push(file.problem(&d.id.span(), format!("{what}: `{s}` is not a duration (e.g. 30s, 5m, 2h)")));
+                problems.push(file.problem(
+                    &d.id.span(),
+                    format!("{what}: `{s}` is not a duration (e.g. 30s, 5m, 2h)"),
+                ));
                 Duration::from_secs(1)
             })
         };
         let limits = Limits {
             concurrency: d.limits.concurrency.unwrap_or(8).max(1),
             per_second: d.limits.per_second,
-            timeout: dur(d.limits.timeout.as_deref().unwrap_or("10s"), "limits.timeout", problems),
+            timeout: dur(
+                d.limits.timeout.as_deref().unwrap_or("10s"),
+                "limits.timeout",
+                problems,
+            ),
             retry_attempts: d.retry.attempts.max(1),
             retry_initial: dur(&d.retry.initial, "retry.initial", problems),
             retry_max: dur(&d.retry.max, "retry.max", problems),
@@ -148,11 +176,23 @@ impl Department {
             items.insert(code.clone(), compile_item(file, d, ops.get_ref(), problems));
         }
         let batch_query = d.batch_query.as_ref().map(|b| {
-            Operation::compile(file, OpKind::BatchQuery, &b.span(), b.get_ref(), &d.request, &d.answer, problems)
+            Operation::compile(
+                file,
+                OpKind::BatchQuery,
+                &b.span(),
+                b.get_ref(),
+                &d.request,
+                &d.answer,
+                problems,
+            )
         });
         let oauth2 = d.oauth2.as_ref().and_then(|o| {
-            let token = Expr::compile_spanned(file, &o.token).map_err(|p| problems.push(p)).ok()?;
-            let expires_in = Expr::compile_spanned(file, &o.expires_in).map_err(|p| problems.push(p)).ok()?;
+            let token = Expr::compile_spanned(file, &o.token)
+                .map_err(|p| problems.push(p))
+                .ok()?;
+            let expires_in = Expr::compile_spanned(file, &o.expires_in)
+                .map_err(|p| problems.push(p))
+                .ok()?;
             Some(OAuth2 {
                 token_path: o.token_path.clone(),
                 form: Template::compile(file, &o.form, problems),
@@ -166,23 +206,36 @@ impl Department {
                 outbox: x.outbox.clone(),
                 inbox: x.inbox.clone(),
                 not_taken_after: dur(&x.not_taken_after, "exchange.not_taken_after", problems),
-                records: Expr::compile_spanned(file, &x.records).map_err(|p| problems.push(p)).ok()?,
-                answers_op: Expr::compile_spanned(file, &x.answers_op).map_err(|p| problems.push(p)).ok()?,
+                records: Expr::compile_spanned(file, &x.records)
+                    .map_err(|p| problems.push(p))
+                    .ok()?,
+                answers_op: Expr::compile_spanned(file, &x.answers_op)
+                    .map_err(|p| problems.push(p))
+                    .ok()?,
             })
         });
         if d.folder.is_some() && d.exchange.is_none() {
-            problems.push(file.problem(&d.id.span(), "a file-exchange department needs an `[exchange]` section"));
+            problems.push(file.problem(
+                &d.id.span(),
+                "a file-exchange department needs an `[exchange]` section",
+            ));
         }
-        let report = ReportReader::compile(file, &d.report, problems);
+        let report = ReportReader::compile(file, &d.report, codes, problems);
         let callback = d
             .callback
             .as_ref()
-            .and_then(|c| CallbackReader::compile(file, c, problems));
+            .and_then(|c| CallbackReader::compile(file, c, codes, problems));
         if d.connected && d.callback.is_none() {
-            problems.push(file.problem(&d.id.span(), "`connected = true` needs a `[callback]` section"));
+            problems.push(file.problem(
+                &d.id.span(),
+                "`connected = true` needs a `[callback]` section",
+            ));
         }
         if !d.connected && d.callback.is_some() {
-            problems.push(file.problem(&d.id.span(), "a `[callback]` section on a department that is not `connected`"));
+            problems.push(file.problem(
+                &d.id.span(),
+                "a `[callback]` section on a department that is not `connected`",
+            ));
         }
         Department {
             id,
@@ -256,7 +309,10 @@ impl Department {
 
     /// The department's credentials from `env` (the process environment, normally); every
     /// missing one is named.
-    pub fn credentials(&self, env: &dyn Fn(&str) -> Option<String>) -> Result<IndexMap<String, String>, Vec<String>> {
+    pub fn credentials(
+        &self,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<IndexMap<String, String>, Vec<String>> {
         let mut found = IndexMap::new();
         let mut missing = Vec::new();
         for c in &self.credentials {
@@ -267,14 +323,34 @@ impl Department {
                 None => missing.push(self.env_name(c)),
             }
         }
-        if missing.is_empty() { Ok(found) } else { Err(missing) }
+        if missing.is_empty() {
+            Ok(found)
+        } else {
+            Err(missing)
+        }
     }
 }
 
-fn compile_item(file: &SourceFile, d: &DepartmentFile, ops: &ItemOperations, problems: &mut Vec<Problem>) -> ItemOps {
-    let c = |kind: OpKind, op: &Option<toml::Spanned<crate::config::department::Operation>>, problems: &mut Vec<Problem>| {
-        op.as_ref()
-            .map(|o| Operation::compile(file, kind, &o.span(), o.get_ref(), &d.request, &d.answer, problems))
+fn compile_item(
+    file: &SourceFile,
+    d: &DepartmentFile,
+    ops: &ItemOperations,
+    problems: &mut Vec<Problem>,
+) -> ItemOps {
+    let c = |kind: OpKind,
+             op: &Option<toml::Spanned<crate::config::department::Operation>>,
+             problems: &mut Vec<Problem>| {
+        op.as_ref().map(|o| {
+            Operation::compile(
+                file,
+                kind,
+                &o.span(),
+                o.get_ref(),
+                &d.request,
+                &d.answer,
+                problems,
+            )
+        })
     };
     ItemOps {
         submit: c(OpKind::Submit, &ops.submit, problems),

@@ -31,7 +31,7 @@ pub struct Expr {
     pub source: String,
     /// `FILE:LINE`, for messages.
     pub at: String,
-    compiled: Expression<'static, 'static>,
+    compiled: Box<Expression<'static, 'static>>,
 }
 
 impl std::fmt::Debug for Expr {
@@ -53,7 +53,7 @@ impl Expr {
         Ok(Expr {
             source: text.to_string(),
             at: format!("{}:{}", file.path.display(), file.line_of(span.start)),
-            compiled,
+            compiled: Box::new(compiled),
         })
     }
 
@@ -83,6 +83,7 @@ impl Expr {
 pub fn scalar_string(v: &Value) -> Option<String> {
     match v.kind() {
         ValueKind::Undefined | ValueKind::None => None,
+        ValueKind::Bool => Some(if v.is_true() { "true" } else { "false" }.to_string()),
         _ => match v.as_str() {
             Some(s) => Some(s.to_string()),
             None => Some(v.to_string()),
@@ -195,8 +196,12 @@ fn fixed(value: &Value, decimals: usize) -> Result<Value, Error> {
     if value.is_undefined() || value.is_none() {
         return Ok(value.clone());
     }
-    let n: f64 = f64::try_from(value.clone())
-        .or_else(|_| text_of(value)?.trim().parse::<f64>().map_err(|_| fail("not a number")))?;
+    let n: f64 = f64::try_from(value.clone()).or_else(|_| {
+        text_of(value)?
+            .trim()
+            .parse::<f64>()
+            .map_err(|_| fail("not a number"))
+    })?;
     Ok(Value::from(format!("{n:.decimals$}")))
 }
 
@@ -222,15 +227,14 @@ fn sm3_hex(v: &Value) -> Result<String, Error> {
 }
 
 fn hmac_sha256_hex(key: &Value, msg: &Value) -> Result<String, Error> {
-    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&bytes_of(key)?)
-        .map_err(|_| fail("bad HMAC key"))?;
+    let mut mac =
+        <Hmac<Sha256> as Mac>::new_from_slice(&bytes_of(key)?).map_err(|_| fail("bad HMAC key"))?;
     mac.update(&bytes_of(msg)?);
     Ok(hex::encode(mac.finalize().into_bytes()))
 }
 
 fn sm4_key(hex_key: &Value) -> Result<[u8; 16], Error> {
-    let k = hex::decode(text_of(hex_key)?.trim())
-        .map_err(|_| fail("SM4 key is not hex"))?;
+    let k = hex::decode(text_of(hex_key)?.trim()).map_err(|_| fail("SM4 key is not hex"))?;
     k.try_into()
         .map_err(|_| fail("SM4 key must be 16 bytes (32 hex characters)"))
 }
@@ -255,16 +259,19 @@ fn sm4_decrypt(hex_key: &Value, b64: &Value) -> Result<String, Error> {
     String::from_utf8(pt).map_err(|_| fail("decrypted data is not UTF-8"))
 }
 
-/// Constant-time comparison of two strings (signatures); case-insensitive for hex.
+/// Constant-time comparison of two strings (signatures, tokens). Exact: compare hex signatures
+/// with `| lower` on the received side where a system may send upper case.
 fn ct_eq(a: &Value, b: &Value) -> bool {
     let (Some(a), Some(b)) = (scalar_string(a), scalar_string(b)) else {
         return false;
     };
-    let (a, b) = (a.to_ascii_lowercase(), b.to_ascii_lowercase());
     if a.len() != b.len() {
         return false;
     }
-    a.bytes().zip(b.bytes()).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    a.bytes()
+        .zip(b.bytes())
+        .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+        == 0
 }
 
 /// `find(tree, 'Result')`: the first value under a key of that name, searched depth-first (to
@@ -391,7 +398,9 @@ mod tests {
 
     fn eval(src: &str, ctx: Value) -> Result<Value, String> {
         let file = SourceFile::new("test.toml".into(), src.to_string());
-        Expr::compile(&file, &(0..src.len()), src).map_err(|p| p.message)?.eval(&ctx)
+        Expr::compile(&file, &(0..src.len()), src)
+            .map_err(|p| p.message)?
+            .eval(&ctx)
     }
 
     fn s(src: &str) -> String {
@@ -400,41 +409,79 @@ mod tests {
 
     #[test]
     fn dt_formats_in_china_time() {
-        assert_eq!(s("'2026-03-16T01:15:00Z' | dt('%Y-%m-%d %H:%M:%S')"), "2026-03-16 09:15:00");
+        assert_eq!(
+            s("'2026-03-16T01:15:00Z' | dt('%Y-%m-%d %H:%M:%S')"),
+            "2026-03-16 09:15:00"
+        );
         assert_eq!(s("'2026-03-15' | dt('%Y%m%d')"), "20260315");
         assert_eq!(s("'08:30' | dt('%H%M')"), "0830");
         assert!(eval("'yesterday' | dt('%Y')", Value::UNDEFINED).is_err());
-        assert!(eval("'08:30' | dt('%Y')", Value::UNDEFINED).is_err(), "a time of day has no year");
+        assert!(
+            eval("'08:30' | dt('%Y')", Value::UNDEFINED).is_err(),
+            "a time of day has no year"
+        );
     }
 
     #[test]
     fn parse_time_reads_local_department_times() {
-        assert_eq!(s("'20260316092011' | parse_time('%Y%m%d%H%M%S')"), "2026-03-16T09:20:11+08:00");
-        assert_eq!(s("'2026-03-16T01:21:00Z' | parse_time"), "2026-03-16T09:21:00+08:00");
-        assert!(eval("'' | parse_time('%Y')", Value::UNDEFINED).unwrap().is_undefined());
-        assert!(eval("'16/03/2026' | parse_time('%Y%m%d%H%M%S')", Value::UNDEFINED).is_err());
+        assert_eq!(
+            s("'20260316092011' | parse_time('%Y%m%d%H%M%S')"),
+            "2026-03-16T09:20:11+08:00"
+        );
+        assert_eq!(
+            s("'2026-03-16T01:21:00Z' | parse_time"),
+            "2026-03-16T09:21:00+08:00"
+        );
+        assert!(
+            eval("'' | parse_time('%Y')", Value::UNDEFINED)
+                .unwrap()
+                .is_undefined()
+        );
+        assert!(
+            eval(
+                "'16/03/2026' | parse_time('%Y%m%d%H%M%S')",
+                Value::UNDEFINED
+            )
+            .is_err()
+        );
     }
 
     #[test]
     fn code_looks_up_with_default_and_fails_without() {
-        let codes = Value::from_pairs([(
-            "t",
-            Value::from_pairs([("1", "M"), ("*", "X")]),
-        ), ("u", Value::from_pairs([("1", "M")]))]);
+        let codes = Value::from_pairs([
+            ("t", Value::from_pairs([("1", "M"), ("*", "X")])),
+            ("u", Value::from_pairs([("1", "M")])),
+        ]);
         let ctx = Scope::new(None).with("__codes", codes).into_value();
-        assert_eq!(eval("'1' | code('t')", ctx.clone()).unwrap().to_string(), "M");
-        assert_eq!(eval("'7' | code('t')", ctx.clone()).unwrap().to_string(), "X");
+        assert_eq!(
+            eval("'1' | code('t')", ctx.clone()).unwrap().to_string(),
+            "M"
+        );
+        assert_eq!(
+            eval("'7' | code('t')", ctx.clone()).unwrap().to_string(),
+            "X"
+        );
         let err = eval("'7' | code('u')", ctx.clone()).unwrap_err();
         assert!(err.contains("`7` is not in code table `u`"), "{err}");
-        assert!(eval("'1' | code('nope')", ctx).unwrap_err().contains("unknown code table"));
+        assert!(
+            eval("'1' | code('nope')", ctx)
+                .unwrap_err()
+                .contains("unknown code table")
+        );
     }
 
     #[test]
     fn hashes_match_published_vectors() {
         // SM3 of "abc" (GB/T 32905-2016, appendix A).
-        assert_eq!(s("sm3_hex('abc')"), "66c7f0f462eeedd9d1f2d46bdc10e4e24167c4875cf2f7a2297da02b8f4ba8e0");
+        assert_eq!(
+            s("sm3_hex('abc')"),
+            "66c7f0f462eeedd9d1f2d46bdc10e4e24167c4875cf2f7a2297da02b8f4ba8e0"
+        );
         assert_eq!(s("md5_hex('abc')"), "900150983cd24fb0d6963f7d28e17f72");
-        assert_eq!(s("sha256_hex('')"), "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
+        assert_eq!(
+            s("sha256_hex('')"),
+            "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+        );
         // RFC 4231 test case 2.
         assert_eq!(
             s("hmac_sha256_hex('Jefe', 'what do ya want for nothing?')"),
@@ -447,32 +494,57 @@ mod tests {
         // GB/T 32907-2016 example 1: key = plaintext = 0123456789abcdeffedcba9876543210; the
         // first block of our output is that vector's ciphertext (PKCS#7 adds a second block).
         let plain = hex::decode("0123456789abcdeffedcba9876543210").unwrap();
-        let ctx = Scope::new(None).with("p", Value::from_bytes(plain)).into_value();
-        let b64 = eval("sm4_encrypt('0123456789abcdeffedcba9876543210', p)", ctx).unwrap().to_string();
+        let ctx = Scope::new(None)
+            .with("p", Value::from_bytes(plain))
+            .into_value();
+        let b64 = eval("sm4_encrypt('0123456789abcdeffedcba9876543210', p)", ctx)
+            .unwrap()
+            .to_string();
         let ct = B64.decode(b64).unwrap();
         assert_eq!(hex::encode(&ct[..16]), "681edf34d206965e86b3e94f536e4246");
         assert_eq!(ct.len(), 32);
         assert_eq!(
-            s("sm4_decrypt('0123456789abcdeffedcba9876543210', sm4_encrypt('0123456789abcdeffedcba9876543210', '新生儿'))"),
+            s(
+                "sm4_decrypt('0123456789abcdeffedcba9876543210', sm4_encrypt('0123456789abcdeffedcba9876543210', '新生儿'))"
+            ),
             "新生儿"
         );
-        assert!(eval("sm4_decrypt('0123456789abcdeffedcba9876543210', 'AAAA')", Value::UNDEFINED).is_err());
-        assert!(eval("sm4_encrypt('0123', 'x')", Value::UNDEFINED).unwrap_err().contains("16 bytes"));
+        assert!(
+            eval(
+                "sm4_decrypt('0123456789abcdeffedcba9876543210', 'AAAA')",
+                Value::UNDEFINED
+            )
+            .is_err()
+        );
+        assert!(
+            eval("sm4_encrypt('0123', 'x')", Value::UNDEFINED)
+                .unwrap_err()
+                .contains("16 bytes")
+        );
     }
 
     #[test]
     fn ct_eq_compares_whole_strings() {
-        assert_eq!(s("ct_eq('abc', 'ABC')"), "true");
-        assert_eq!(s("ct_eq('abc', 'abd')"), "false");
-        assert_eq!(s("ct_eq('abc', 'abcd')"), "false");
-        assert_eq!(s("ct_eq(none, none)"), "false");
+        let t = |src: &str| eval(src, Value::UNDEFINED).unwrap().is_true();
+        assert!(t("ct_eq('abc', 'abc')"));
+        assert!(!t("ct_eq('abc', 'ABC')"));
+        assert!(!t("ct_eq('abc', 'abd')"));
+        assert!(!t("ct_eq('abc', 'abcd')"));
+        assert!(!t("ct_eq(none, none)"));
     }
 
     #[test]
     fn find_reaches_into_envelopes() {
-        let tree = to_value(&serde_json::json!({"Envelope": {"Body": {"XResponse": {"Result": {"Code": "0000"}}}}}));
+        let tree = to_value(
+            &serde_json::json!({"Envelope": {"Body": {"XResponse": {"Result": {"Code": "0000"}}}}}),
+        );
         let ctx = Scope::new(None).with("a", tree).into_value();
-        assert_eq!(eval("find(a, 'Result').Code", ctx.clone()).unwrap().to_string(), "0000");
+        assert_eq!(
+            eval("find(a, 'Result').Code", ctx.clone())
+                .unwrap()
+                .to_string(),
+            "0000"
+        );
         assert!(eval("find(a, 'Fault')", ctx).unwrap().is_undefined());
     }
 

@@ -100,9 +100,12 @@ impl Mapping {
 
         let mut departments = IndexMap::new();
         for (f, d) in &raw.departments {
-            let dept = Department::compile(f, d, &mut problems);
+            let dept = Department::compile(f, d, &codes_value, &mut problems);
             if departments.contains_key(&dept.id) {
-                problems.push(f.problem(&d.id.span(), format!("department `{}` defined twice", dept.id)));
+                problems.push(f.problem(
+                    &d.id.span(),
+                    format!("department `{}` defined twice", dept.id),
+                ));
             }
             departments.insert(dept.id.clone(), dept);
         }
@@ -116,22 +119,33 @@ impl Mapping {
         let mut calendars = Vec::new();
         for (f, c) in raw.calendars {
             if f.path.file_stem().and_then(|s| s.to_str()) != Some(c.year.to_string().as_str()) {
-                problems.push(f.problem(&(0..0), format!("calendar for {} must be named {}.toml", c.year, c.year)));
+                problems.push(f.problem(
+                    &(0..0),
+                    format!("calendar for {} must be named {}.toml", c.year, c.year),
+                ));
             }
             for h in &c.holidays {
                 if h.first > h.last {
-                    problems.push(f.problem(&(0..0), format!("{}: first day after last day", h.name)));
+                    problems
+                        .push(f.problem(&(0..0), format!("{}: first day after last day", h.name)));
                 }
             }
             calendars.push(c);
         }
-        let this_year: i32 = chrono::Datelike::year(&chrono::Utc::now().with_timezone(&crate::model::time::cst()));
+        let this_year: i32 =
+            chrono::Datelike::year(&chrono::Utc::now().with_timezone(&crate::model::time::cst()));
         for y in [this_year, this_year + 1] {
             if !calendars.iter().any(|c| c.year == y) {
                 warnings.push(Problem {
-                    file: dir.join("calendar").join(format!("{y}.toml")).display().to_string(),
+                    file: dir
+                        .join("calendar")
+                        .join(format!("{y}.toml"))
+                        .display()
+                        .to_string(),
                     line: 0,
-                    message: format!("warning: no working-day calendar for {y}: weekends only will be counted"),
+                    message: format!(
+                        "warning: no working-day calendar for {y}: weekends only will be counted"
+                    ),
                 });
             }
         }
@@ -163,11 +177,23 @@ fn check_code_tables(codes: &Codes, problems: &mut Vec<Problem>) {
     for (id, (f, t)) in codes {
         let Some(domain) = &t.keys else { continue };
         match codes.get(domain) {
-            None => problems.push(f.problem(&(0..0), format!("code table `{id}`: `keys` names unknown table `{domain}`"))),
+            None => problems.push(f.problem(
+                &(0..0),
+                format!("code table `{id}`: `keys` names unknown table `{domain}`"),
+            )),
             Some((_, d)) if t.default.is_none() => {
-                let missing: Vec<&str> = d.codes.keys().filter(|k| !t.codes.contains_key(*k)).map(String::as_str).collect();
+                let missing: Vec<&str> = d
+                    .codes
+                    .keys()
+                    .filter(|k| !t.codes.contains_key(*k))
+                    .map(String::as_str)
+                    .collect();
                 if !missing.is_empty() {
-                    let line = 1 + f.text.lines().position(|l| l.trim_start().starts_with("[codes]")).unwrap_or(0);
+                    let line = 1 + f
+                        .text
+                        .lines()
+                        .position(|l| l.trim_start().starts_with("[codes]"))
+                        .unwrap_or(0);
                     problems.push(Problem {
                         file: f.path.display().to_string(),
                         line,
@@ -192,25 +218,55 @@ fn check_catalog(
     for (code, ot) in &catalog.onething {
         let otr = ot.get_ref();
         if !departments.contains_key(otr.lead.get_ref()) {
-            problems.push(f.problem(&otr.lead.span(), format!("lead department `{}` has no mapping in departments/", otr.lead.get_ref())));
+            problems.push(f.problem(
+                &otr.lead.span(),
+                format!(
+                    "lead department `{}` has no mapping in departments/",
+                    otr.lead.get_ref()
+                ),
+            ));
         }
         for (icode, item) in &otr.items {
             let it = item.get_ref();
             if !seen_items.insert(icode) {
-                problems.push(f.problem(&item.span(), format!("item `{icode}` appears in two one-things")));
+                problems.push(f.problem(
+                    &item.span(),
+                    format!("item `{icode}` appears in two one-things"),
+                ));
             }
             match departments.get(it.department.get_ref()) {
-                None => problems.push(f.problem(&it.department.span(), format!("item `{icode}`: department `{}` has no mapping in departments/", it.department.get_ref()))),
-                Some(d) if !d.items.contains_key(icode) => problems.push(f.problem(&it.department.span(), format!("item `{icode}`: {} has no `[items.{icode}]` operations", d.file))),
+                None => problems.push(f.problem(
+                    &it.department.span(),
+                    format!(
+                        "item `{icode}`: department `{}` has no mapping in departments/",
+                        it.department.get_ref()
+                    ),
+                )),
+                Some(d) if !d.items.contains_key(icode) => problems.push(f.problem(
+                    &it.department.span(),
+                    format!(
+                        "item `{icode}`: {} has no `[items.{icode}]` operations",
+                        d.file
+                    ),
+                )),
                 _ => {}
             }
             for p in &it.prerequisites {
                 if !otr.items.contains_key(p.get_ref()) {
-                    problems.push(f.problem(&p.span(), format!("item `{icode}`: prerequisite `{}` is not an item of `{code}`", p.get_ref())));
+                    problems.push(f.problem(
+                        &p.span(),
+                        format!(
+                            "item `{icode}`: prerequisite `{}` is not an item of `{code}`",
+                            p.get_ref()
+                        ),
+                    ));
                 }
             }
             if it.prereview && it.prerequisites.is_empty() {
-                problems.push(f.problem(&item.span(), format!("item `{icode}`: pre-review needs a prerequisite")));
+                problems.push(f.problem(
+                    &item.span(),
+                    format!("item `{icode}`: pre-review needs a prerequisite"),
+                ));
             }
         }
         // Cycles among prerequisites.
@@ -218,9 +274,18 @@ fn check_catalog(
             let mut stack = vec![icode.as_str()];
             let mut seen = HashSet::new();
             while let Some(x) = stack.pop() {
-                for p in otr.items.get(x).map(|i| i.get_ref().prerequisites.iter()).into_iter().flatten() {
+                for p in otr
+                    .items
+                    .get(x)
+                    .map(|i| i.get_ref().prerequisites.iter())
+                    .into_iter()
+                    .flatten()
+                {
                     if p.get_ref() == icode {
-                        problems.push(f.problem(&p.span(), format!("item `{icode}` depends on itself through its prerequisites")));
+                        problems.push(f.problem(
+                            &p.span(),
+                            format!("item `{icode}` depends on itself through its prerequisites"),
+                        ));
                     } else if seen.insert(p.get_ref().as_str()) {
                         stack.push(p.get_ref());
                     }
@@ -231,28 +296,46 @@ fn check_catalog(
             let s = spec.get_ref();
             if matches!(s.ty, FieldType::Code) || s.table.is_some() {
                 match &s.table {
-                    None => problems.push(f.problem(&spec.span(), format!("field `{path}`: type `code` needs a `table`"))),
-                    Some(t) if !codes.contains_key(t) => problems.push(f.problem(&spec.span(), format!("field `{path}`: unknown code table `{t}`"))),
+                    None => problems.push(f.problem(
+                        &spec.span(),
+                        format!("field `{path}`: type `code` needs a `table`"),
+                    )),
+                    Some(t) if !codes.contains_key(t) => problems.push(f.problem(
+                        &spec.span(),
+                        format!("field `{path}`: unknown code table `{t}`"),
+                    )),
                     Some(t) => {
                         for v in s.values.iter().flatten() {
                             if !codes[t].1.codes.contains_key(v) {
-                                problems.push(f.problem(&spec.span(), format!("field `{path}`: `{v}` is not in code table `{t}`")));
+                                problems.push(f.problem(
+                                    &spec.span(),
+                                    format!("field `{path}`: `{v}` is not in code table `{t}`"),
+                                ));
                             }
                         }
                     }
                 }
             }
             if matches!(s.ty, FieldType::Array) && s.of.is_none() {
-                problems.push(f.problem(&spec.span(), format!("field `{path}`: type `array` needs `of`")));
+                problems.push(f.problem(
+                    &spec.span(),
+                    format!("field `{path}`: type `array` needs `of`"),
+                ));
             }
         }
         let mut checks = OneThingChecks {
-            subject: Expr::compile_spanned(f, &otr.subject).map_err(|p| problems.push(p)).ok(),
+            subject: Expr::compile_spanned(f, &otr.subject)
+                .map_err(|p| problems.push(p))
+                .ok(),
             ..Default::default()
         };
         for r in &otr.rules {
             let rr = r.get_ref();
-            let when = rr.when.as_ref().and_then(|w| Expr::compile_spanned(f, w).map_err(|p| problems.push(p)).ok());
+            let when = rr.when.as_ref().and_then(|w| {
+                Expr::compile_spanned(f, w)
+                    .map_err(|p| problems.push(p))
+                    .ok()
+            });
             if let Ok(check) = Expr::compile_spanned(f, &rr.check).map_err(|p| problems.push(p)) {
                 checks.rules.push(CatalogRule {
                     when,
@@ -279,44 +362,85 @@ fn check_department(d: &Department, catalog: &Catalog, codes: &Codes, problems: 
     for e in d.exprs() {
         for cap in ENV_REF.captures_iter(&e.source) {
             if !declared.contains(&cap[1]) {
-                problems.push(at_problem(&e.at, format!("`env.{}` is not declared in `credentials`", &cap[1])));
+                problems.push(at_problem(
+                    &e.at,
+                    format!("`env.{}` is not declared in `credentials`", &cap[1]),
+                ));
             }
         }
         for cap in CODE_REF.captures_iter(&e.source) {
             if !codes.contains_key(&cap[1]) {
-                problems.push(at_problem(&e.at, format!("unknown code table `{}`", &cap[1])));
+                problems.push(at_problem(
+                    &e.at,
+                    format!("unknown code table `{}`", &cap[1]),
+                ));
             }
         }
     }
     let is_file = d.folder.is_some();
     for (icode, ops) in &d.items {
         let Some((_, ot, item)) = catalog.item(icode) else {
-            let at = ops.all().next().map(|o| o.at.clone()).unwrap_or_else(|| format!("{}:0", d.file));
-            problems.push(at_problem(&at, format!("item `{icode}` is not in the catalog")));
+            let at = ops
+                .all()
+                .next()
+                .map(|o| o.at.clone())
+                .unwrap_or_else(|| format!("{}:0", d.file));
+            problems.push(at_problem(
+                &at,
+                format!("item `{icode}` is not in the catalog"),
+            ));
             continue;
         };
-        let at0 = ops.all().next().map(|o| o.at.clone()).unwrap_or_else(|| format!("{}:0", d.file));
+        let at0 = ops
+            .all()
+            .next()
+            .map(|o| o.at.clone())
+            .unwrap_or_else(|| format!("{}:0", d.file));
         if item.department.get_ref() != &d.id {
-            problems.push(at_problem(&at0, format!("item `{icode}` belongs to department `{}` in the catalog", item.department.get_ref())));
+            problems.push(at_problem(
+                &at0,
+                format!(
+                    "item `{icode}` belongs to department `{}` in the catalog",
+                    item.department.get_ref()
+                ),
+            ));
         }
         let required: &[OpKind] = match (item.prereview, is_file) {
-            (true, _) => &[OpKind::Submit, OpKind::Prereview, OpKind::Complete, OpKind::Query, OpKind::Withdraw],
+            (true, _) => &[
+                OpKind::Submit,
+                OpKind::Prereview,
+                OpKind::Complete,
+                OpKind::Query,
+                OpKind::Withdraw,
+            ],
             (false, true) => &[OpKind::Submit, OpKind::Withdraw],
             (false, false) => &[OpKind::Submit, OpKind::Query, OpKind::Withdraw],
         };
         for k in required {
             if ops.get(*k).is_none() {
-                problems.push(at_problem(&at0, format!("item `{icode}` has no `{}` operation", k.as_str())));
+                problems.push(at_problem(
+                    &at0,
+                    format!("item `{icode}` has no `{}` operation", k.as_str()),
+                ));
             }
         }
         // Results used by this item's operations must be results of its prerequisites.
         let mut prereqs: BTreeSet<&str> = BTreeSet::new();
-        let mut stack: Vec<&str> = item.prerequisites.iter().map(|p| p.get_ref().as_str()).collect();
+        let mut stack: Vec<&str> = item
+            .prerequisites
+            .iter()
+            .map(|p| p.get_ref().as_str())
+            .collect();
         while let Some(p) = stack.pop() {
             if prereqs.insert(p)
                 && let Some(pi) = ot.items.get(p)
             {
-                stack.extend(pi.get_ref().prerequisites.iter().map(|x| x.get_ref().as_str()));
+                stack.extend(
+                    pi.get_ref()
+                        .prerequisites
+                        .iter()
+                        .map(|x| x.get_ref().as_str()),
+                );
             }
         }
         for op in ops.all() {
@@ -329,7 +453,18 @@ fn check_department(d: &Department, catalog: &Catalog, codes: &Codes, problems: 
                     } else if let Some(pi) = ot.items.get(used_item)
                         && !pi.get_ref().results.contains_key(key)
                     {
-                        problems.push(at_problem(&e.at, format!("`{used_item}` has no result `{key}` in the catalog (it has: {})", pi.get_ref().results.keys().cloned().collect::<Vec<_>>().join(", "))));
+                        problems.push(at_problem(
+                            &e.at,
+                            format!(
+                                "`{used_item}` has no result `{key}` in the catalog (it has: {})",
+                                pi.get_ref()
+                                    .results
+                                    .keys()
+                                    .cloned()
+                                    .collect::<Vec<_>>()
+                                    .join(", ")
+                            ),
+                        ));
                     }
                 }
             }
@@ -339,10 +474,15 @@ fn check_department(d: &Department, catalog: &Catalog, codes: &Codes, problems: 
             let approved: Vec<_> = r
                 .states
                 .iter()
-                .filter(|s| s.to == Transition::Approved && s.item.as_deref().is_none_or(|i| i == icode))
+                .filter(|s| {
+                    s.to == Transition::Approved && s.item.as_deref().is_none_or(|i| i == icode)
+                })
                 .collect();
             if approved.is_empty() {
-                problems.push(at_problem(&at0, format!("no `[[report.states]]` entry approves item `{icode}`")));
+                problems.push(at_problem(
+                    &at0,
+                    format!("no `[[report.states]]` entry approves item `{icode}`"),
+                ));
             }
             let want: BTreeSet<&str> = item.results.keys().map(String::as_str).collect();
             for s in approved {
@@ -369,7 +509,8 @@ fn check_department(d: &Department, catalog: &Catalog, codes: &Codes, problems: 
         problems.push(Problem {
             file: d.file.clone(),
             line: 0,
-            message: "a department with several items needs `report.item` to tell them apart".into(),
+            message: "a department with several items needs `report.item` to tell them apart"
+                .into(),
         });
     }
 }

@@ -135,11 +135,18 @@ fn expr_field(
     s: &Option<toml::Spanned<String>>,
     problems: &mut Vec<Problem>,
 ) -> Option<Expr> {
-    s.as_ref()
-        .and_then(|s| Expr::compile_spanned(file, s).map_err(|p| problems.push(p)).ok())
+    s.as_ref().and_then(|s| {
+        Expr::compile_spanned(file, s)
+            .map_err(|p| problems.push(p))
+            .ok()
+    })
 }
 
-fn named_exprs(file: &SourceFile, node: Option<&Node>, problems: &mut Vec<Problem>) -> Vec<(String, Expr)> {
+fn named_exprs(
+    file: &SourceFile,
+    node: Option<&Node>,
+    problems: &mut Vec<Problem>,
+) -> Vec<(String, Expr)> {
     let Some(node) = node else { return Vec::new() };
     let NodeKind::Table(fields) = &node.kind else {
         problems.push(file.problem(&node.span, "expected a table of name = expression"));
@@ -183,44 +190,74 @@ impl Operation {
         problems: &mut Vec<Problem>,
     ) -> Operation {
         let at = format!("{}:{}", file.path.display(), file.line_of(span.start));
-        // An operation without a body (a GET, say) has no codec unless it names one.
-        let codec = match (&op.body, op.codec) {
+        // The body (and its inner document) may come from `[request]`; an operation without
+        // any body (a GET, say) has no codec unless it names one, and `codec = "none"` drops an
+        // inherited body.
+        let body_node = op.body.as_ref().or(defaults.body.as_ref());
+        let inner_spec = op.inner.as_ref().or(defaults.inner.as_ref());
+        let codec = match (body_node, op.codec) {
             (_, Some(c)) => c,
             (None, None) => Codec::None,
             (Some(_), None) => defaults.codec.unwrap_or(Codec::None),
         };
+        let body_node = body_node.filter(|_| codec != Codec::None);
         let charset = op.charset.or(defaults.charset).unwrap_or(Charset::Utf8);
-        let xml = op.xml.clone().or_else(|| defaults.xml.clone()).unwrap_or_default();
+        let xml = op
+            .xml
+            .clone()
+            .or_else(|| defaults.xml.clone())
+            .unwrap_or_default();
         let xml = XmlSpec {
-            root: xml.root.or(defaults.xml.as_ref().and_then(|x| x.root.clone())),
+            root: xml
+                .root
+                .or(defaults.xml.as_ref().and_then(|x| x.root.clone())),
             namespace: xml
                 .namespace
                 .or(defaults.xml.as_ref().and_then(|x| x.namespace.clone())),
-            prefix: xml.prefix.or(defaults.xml.as_ref().and_then(|x| x.prefix.clone())),
+            prefix: xml
+                .prefix
+                .or(defaults.xml.as_ref().and_then(|x| x.prefix.clone())),
             declaration: xml
                 .declaration
                 .or(defaults.xml.as_ref().and_then(|x| x.declaration)),
         };
-        let soap = op.soap.clone().or_else(|| defaults.soap.clone()).unwrap_or_default();
+        let soap = op
+            .soap
+            .clone()
+            .or_else(|| defaults.soap.clone())
+            .unwrap_or_default();
         let method = op.method.clone().or_else(|| defaults.method.clone());
         let path = expr_field(file, &op.path, problems);
         let file_name = expr_field(file, &op.file, problems);
         if path.is_some() && method.is_none() {
-            problems.push(file.problem(span, format!("{}: `path` without `method`", kind.as_str())));
+            problems
+                .push(file.problem(span, format!("{}: `path` without `method`", kind.as_str())));
         }
         if path.is_none() && file_name.is_none() {
-            problems.push(file.problem(span, format!("{}: needs `path` (HTTP) or `file` (exchange folder)", kind.as_str())));
+            problems.push(file.problem(
+                span,
+                format!(
+                    "{}: needs `path` (HTTP) or `file` (exchange folder)",
+                    kind.as_str()
+                ),
+            ));
         }
-        if codec != Codec::None && op.body.is_none() {
-            problems.push(file.problem(span, format!("{}: codec {:?} needs a `body`", kind.as_str(), codec)));
+        if codec != Codec::None && body_node.is_none() {
+            problems.push(file.problem(
+                span,
+                format!("{}: codec {:?} needs a `body`", kind.as_str(), codec),
+            ));
         }
         if matches!(codec, Codec::Xml | Codec::Soap11) && xml.root.is_none() {
             problems.push(file.problem(span, format!("{}: XML needs `xml.root`", kind.as_str())));
         }
         if codec == Codec::Soap11 && xml.namespace.is_none() {
-            problems.push(file.problem(span, format!("{}: SOAP needs `xml.namespace`", kind.as_str())));
+            problems.push(file.problem(
+                span,
+                format!("{}: SOAP needs `xml.namespace`", kind.as_str()),
+            ));
         }
-        let inner = op.inner.as_ref().map(|i| Encoding {
+        let inner = inner_spec.map(|i| Encoding {
             codec: i.codec,
             xml: i.xml.clone(),
             template: Template::compile(file, &i.body, problems),
@@ -233,8 +270,11 @@ impl Operation {
             named_exprs(file, defaults.headers.as_ref(), problems),
             named_exprs(file, op.headers.as_ref(), problems),
         );
-        let body = op.body.as_ref().map(|b| Template::compile(file, b, problems));
-        let soap_header = soap.header.as_ref().map(|h| Template::compile(file, h, problems));
+        let body = body_node.map(|b| Template::compile(file, b, problems));
+        let soap_header = soap
+            .header
+            .as_ref()
+            .map(|h| Template::compile(file, h, problems));
         let answer = AnswerReader::compile(file, &op.answer, dept_answer, problems);
         let records = expr_field(file, &op.records, problems);
         let mut operation = Operation {
@@ -245,7 +285,10 @@ impl Operation {
             file: file_name,
             codec,
             charset,
-            content_type: op.content_type.clone().or_else(|| defaults.content_type.clone()),
+            content_type: op
+                .content_type
+                .clone()
+                .or_else(|| defaults.content_type.clone()),
             xml,
             soap_prefix: soap.prefix.unwrap_or_else(|| "soap".into()),
             soap_header,
@@ -263,6 +306,34 @@ impl Operation {
             .iter()
             .any(|e| e.variables().contains("ref"));
         operation
+    }
+
+    /// The status records in a query's answer. `records` sees `answer` plus what the query was
+    /// about (`case_id`, `item`, `ref`), for answers that do not repeat it.
+    pub fn query_records(
+        &self,
+        answer: &super::answer::ReadAnswer,
+        case_id: &str,
+        item: &str,
+        reference: Option<&str>,
+    ) -> Result<Vec<Value>, String> {
+        let Some(records) = &self.records else {
+            return Err(format!(
+                "{}: `{}` has no `records`",
+                self.at,
+                self.kind.as_str()
+            ));
+        };
+        let mut scope = Scope::new(None)
+            .with("answer", answer.parsed.clone())
+            .with("case_id", Value::from(case_id))
+            .with("item", Value::from(item));
+        if let Some(r) = reference {
+            scope.set("ref", Value::from(r));
+        }
+        Ok(super::report::records_of(
+            records.eval(&scope.into_value())?,
+        ))
     }
 
     /// Every expression that builds the request.
@@ -297,16 +368,23 @@ impl Operation {
                 .render(&scope_val)?
                 .unwrap_or(Out::Obj(Vec::new()));
             let text = encode_text(inner.codec, &inner.xml, None, "", Charset::Utf8, &out)?;
-            scope_val = Scope::new(Some(scope_val)).with("inner", Value::from(text)).into_value();
+            scope_val = Scope::new(Some(scope_val))
+                .with("inner", Value::from(text))
+                .into_value();
         }
         if !self.vars.is_empty() {
             let mut computed: Vec<(String, Value)> = Vec::with_capacity(self.vars.len());
             for (name, e) in &self.vars {
                 let vars_map = Value::from_pairs(computed.iter().cloned());
-                let s = Scope::new(Some(scope_val.clone())).with("vars", vars_map).into_value();
+                let s = Scope::new(Some(scope_val.clone()))
+                    .with("vars", vars_map)
+                    .into_value();
                 let v = e.eval(&s)?;
                 if v.is_undefined() || v.is_none() {
-                    return Err(format!("{}: var `{name}` has no value (`{}`)", e.at, e.source));
+                    return Err(format!(
+                        "{}: var `{name}` has no value (`{}`)",
+                        e.at, e.source
+                    ));
                 }
                 computed.push((name.clone(), v));
             }
@@ -352,7 +430,9 @@ impl Operation {
             None => return Err(format!("{}: operation has no path", self.at)),
         };
         let body_value = Value::from_bytes(body_bytes.clone());
-        let hscope = Scope::new(Some(scope_val)).with("body", body_value).into_value();
+        let hscope = Scope::new(Some(scope_val))
+            .with("body", body_value)
+            .into_value();
         let mut headers = Vec::with_capacity(self.headers.len() + 1);
         if let Some(ct) = &self.content_type
             && self.body.is_some()
@@ -362,7 +442,12 @@ impl Operation {
         for (name, e) in &self.headers {
             match e.eval_opt_string(&hscope)? {
                 Some(v) if !v.is_empty() => headers.push((name.clone(), v)),
-                _ => return Err(format!("{}: header `{name}` has no value (`{}`)", e.at, e.source)),
+                _ => {
+                    return Err(format!(
+                        "{}: header `{name}` has no value (`{}`)",
+                        e.at, e.source
+                    ));
+                }
             }
         }
         Ok(Request::Http(HttpRequest {

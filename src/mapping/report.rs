@@ -30,19 +30,38 @@ pub struct ReportReader {
     status: Expr,
     reference: Option<Expr>,
     pub states: Vec<StateRule>,
+    /// The code tables, for `code()` in report expressions.
+    codes: Value,
 }
 
 /// The change a report asks for.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Change {
     Dispatched,
-    Progress { stage: String, note: Option<String> },
-    Accepted { accepted_at: Option<String> },
-    Rejected { reason: String },
-    Approved { results: IndexMap<String, String>, accepted_at: Option<String> },
-    Denied { reason: String },
-    Withdrawn { reason: Option<String> },
-    Failed { error: String },
+    Progress {
+        stage: String,
+        note: Option<String>,
+    },
+    Accepted {
+        accepted_at: Option<String>,
+    },
+    Rejected {
+        reason: String,
+    },
+    Approved {
+        results: IndexMap<String, String>,
+        accepted_at: Option<String>,
+    },
+    Denied {
+        reason: String,
+        accepted_at: Option<String>,
+    },
+    Withdrawn {
+        reason: Option<String>,
+    },
+    Failed {
+        error: String,
+    },
     Ignore,
 }
 
@@ -57,8 +76,17 @@ pub struct StatusReport {
 }
 
 impl ReportReader {
-    pub fn compile(file: &SourceFile, r: &Report, problems: &mut Vec<Problem>) -> Option<ReportReader> {
-        let mut c = |s: &toml::Spanned<String>| Expr::compile_spanned(file, s).map_err(|p| problems.push(p)).ok();
+    pub fn compile(
+        file: &SourceFile,
+        r: &Report,
+        codes: &Value,
+        problems: &mut Vec<Problem>,
+    ) -> Option<ReportReader> {
+        let mut c = |s: &toml::Spanned<String>| {
+            Expr::compile_spanned(file, s)
+                .map_err(|p| problems.push(p))
+                .ok()
+        };
         let case_id = c(&r.case_id);
         let item = r.item.as_ref().and_then(&mut c);
         let status = c(&r.status);
@@ -92,6 +120,7 @@ impl ReportReader {
             status: status?,
             reference,
             states,
+            codes: codes.clone(),
         })
     }
 
@@ -115,10 +144,17 @@ impl ReportReader {
         v
     }
 
-    /// Reads one record. `asked_item` is the item a query asked about; `extra` adds names such as
-    /// `file_name` for answer files.
-    pub fn read(&self, record: &Value, asked_item: Option<&str>, extra: &[(&'static str, Value)]) -> Result<StatusReport, String> {
-        let mut scope = Scope::new(None).with("r", record.clone());
+    /// Reads one record. `asked_item` is the item a query asked about; `extra` adds names: a
+    /// query's records also see `case_id` (the case asked about), answer files `file_name`.
+    pub fn read(
+        &self,
+        record: &Value,
+        asked_item: Option<&str>,
+        extra: &[(&'static str, Value)],
+    ) -> Result<StatusReport, String> {
+        let mut scope = Scope::new(None)
+            .with("r", record.clone())
+            .with("__codes", self.codes.clone());
         if let Some(i) = asked_item {
             scope.set("item", Value::from(i));
         }
@@ -142,7 +178,10 @@ impl ReportReader {
             None => None,
         };
         let ctx = Scope::new(Some(ctx))
-            .with("item", item.clone().map(Value::from).unwrap_or(Value::UNDEFINED))
+            .with(
+                "item",
+                item.clone().map(Value::from).unwrap_or(Value::UNDEFINED),
+            )
             .into_value();
         for rule in &self.states {
             if rule.status != status {
@@ -179,7 +218,9 @@ impl StateRule {
                 None => Ok(None),
             }
         };
-        let reason = || -> Result<String, String> { Ok(opt(&self.reason)?.unwrap_or_else(|| "(no reason given)".into())) };
+        let reason = || -> Result<String, String> {
+            Ok(opt(&self.reason)?.unwrap_or_else(|| "(no reason given)".into()))
+        };
         Ok(match self.to {
             Transition::Dispatched => Change::Dispatched,
             Transition::Progress => Change::Progress {
@@ -190,8 +231,13 @@ impl StateRule {
                 accepted_at: opt(&self.accepted_at)?,
             },
             Transition::Rejected => Change::Rejected { reason: reason()? },
-            Transition::Denied => Change::Denied { reason: reason()? },
-            Transition::Withdrawn => Change::Withdrawn { reason: opt(&self.reason)? },
+            Transition::Denied => Change::Denied {
+                reason: reason()?,
+                accepted_at: opt(&self.accepted_at)?,
+            },
+            Transition::Withdrawn => Change::Withdrawn {
+                reason: opt(&self.reason)?,
+            },
             Transition::Failed => Change::Failed { error: reason()? },
             Transition::Ignore => Change::Ignore,
             Transition::Approved => {
@@ -200,7 +246,12 @@ impl StateRule {
                     let v = e
                         .eval_opt_string(ctx)?
                         .filter(|s| !s.is_empty())
-                        .ok_or_else(|| format!("{}: approved report without result `{k}` (`{}`)", e.at, e.source))?;
+                        .ok_or_else(|| {
+                            format!(
+                                "{}: approved report without result `{k}` (`{}`)",
+                                e.at, e.source
+                            )
+                        })?;
                     results.insert(k.clone(), v);
                 }
                 Change::Approved {
@@ -216,7 +267,9 @@ impl StateRule {
 pub fn records_of(v: Value) -> Vec<Value> {
     match v.kind() {
         ValueKind::Undefined | ValueKind::None => Vec::new(),
-        ValueKind::Seq | ValueKind::Iterable => v.try_iter().map(|i| i.collect()).unwrap_or_default(),
+        ValueKind::Seq | ValueKind::Iterable => {
+            v.try_iter().map(|i| i.collect()).unwrap_or_default()
+        }
         _ => vec![v],
     }
 }

@@ -83,7 +83,9 @@ impl Template {
                         expr.at, path, expr.source
                     ));
                 }
-                to_out(&v).map(Some).map_err(|e| format!("{}: `{path}`: {e}", expr.at))
+                to_out(&v)
+                    .map(Some)
+                    .map_err(|e| format!("{}: `{path}`: {e}", expr.at))
             }
             Template::Array(items) => {
                 let mut out = Vec::with_capacity(items.len());
@@ -226,8 +228,14 @@ pub fn to_out(v: &Value) -> Result<Out, String> {
     })
 }
 
-fn compile_at(file: &SourceFile, node: &Node, path: String, problems: &mut Vec<Problem>) -> Template {
-    let expr = |text: &str, problems: &mut Vec<Problem>| match Expr::compile(file, &node.span, text) {
+fn compile_at(
+    file: &SourceFile,
+    node: &Node,
+    path: String,
+    problems: &mut Vec<Problem>,
+) -> Template {
+    let expr = |text: &str, problems: &mut Vec<Problem>| match Expr::compile(file, &node.span, text)
+    {
         Ok(e) => Some(e),
         Err(p) => {
             problems.push(p);
@@ -276,7 +284,10 @@ fn compile_at(file: &SourceFile, node: &Node, path: String, problems: &mut Vec<P
                             }
                         },
                         None => {
-                            problems.push(file.problem(&n.span, format!("`{what}` must be an expression string")));
+                            problems.push(file.problem(
+                                &n.span,
+                                format!("`{what}` must be an expression string"),
+                            ));
                             None
                         }
                     }
@@ -290,13 +301,21 @@ fn compile_at(file: &SourceFile, node: &Node, path: String, problems: &mut Vec<P
                     },
                     "$optional" => match n.kind {
                         NodeKind::Bool(b) => optional = b,
-                        _ => problems.push(file.problem(&n.span, "`$optional` must be true or false")),
+                        _ => problems
+                            .push(file.problem(&n.span, "`$optional` must be true or false")),
                     },
-                    other if other.starts_with('$') => {
-                        problems.push(file.problem(&n.span, format!("unknown directive `{other}` (known: $when, $each, $as, $optional)")))
-                    }
+                    other if other.starts_with('$') => problems.push(file.problem(
+                        &n.span,
+                        format!(
+                            "unknown directive `{other}` (known: $when, $each, $as, $optional)"
+                        ),
+                    )),
                     _ => {
-                        let p = if path.is_empty() { k.clone() } else { format!("{path}.{k}") };
+                        let p = if path.is_empty() {
+                            k.clone()
+                        } else {
+                            format!("{path}.{k}")
+                        };
                         fields.push((k.clone(), compile_at(file, n, p, problems)));
                     }
                 }
@@ -367,7 +386,10 @@ gone = { "$when" = "missing", a = "name" }
 "#,
         );
         let out = t.render(&ctx()).unwrap().unwrap();
-        assert_eq!(crate::codec::json::write(&out), r#"{"z":"王","req_empty":"","n":3,"c":1.5,"items":[{"key":"a"},{"key":"b"}]}"#);
+        assert_eq!(
+            crate::codec::json::write(&out),
+            r#"{"z":"王","req_empty":"","n":3,"c":1.5,"items":[{"key":"a"},{"key":"b"}]}"#
+        );
     }
 
     #[test]

@@ -26,7 +26,10 @@ pub static CREDENTIALS: LazyLock<IndexMap<String, String>> = LazyLock::new(|| {
 });
 
 pub fn cred(name: &str) -> String {
-    CREDENTIALS.get(name).cloned().unwrap_or_else(|| panic!("no {name} in test-credentials.env"))
+    CREDENTIALS
+        .get(name)
+        .cloned()
+        .unwrap_or_else(|| panic!("no {name} in test-credentials.env"))
 }
 
 pub fn fixture(name: &str) -> serde_json::Value {
@@ -36,7 +39,13 @@ pub fn fixture(name: &str) -> serde_json::Value {
 }
 
 /// Translates with the fixed clock and nonce and the test credentials.
-pub fn render(fixture_name: &str, item: &str, op: &str, reference: Option<&str>, results: Option<&str>) -> Result<Vec<u8>, String> {
+pub fn render(
+    fixture_name: &str,
+    item: &str,
+    op: &str,
+    reference: Option<&str>,
+    results: Option<&str>,
+) -> Result<Vec<u8>, String> {
     let submission = fixture(fixture_name);
     let results = results.map(|r| {
         let p = root().join("fixtures/results").join(r);
@@ -51,7 +60,9 @@ pub fn render(fixture_name: &str, item: &str, op: &str, reference: Option<&str>,
         at: Some(AT.to_string()),
         nonce: Some(NONCE.to_string()),
     };
-    translate(&MAPPING, &submission, &req, &|k| CREDENTIALS.get(k).cloned())
+    translate(&MAPPING, &submission, &req, &|k| {
+        CREDENTIALS.get(k).cloned()
+    })
 }
 
 /// Splits a raw HTTP/1.1 request into (request line, headers, body).
