@@ -4,11 +4,11 @@
 
 mod support;
 
-use onething::mapping::answer::{Outcome, RawAnswer};
+use onething::mapping::answer::Outcome;
 use onething::mapping::callback::CallbackRead;
 use onething::mapping::expr::to_value;
 use onething::mapping::operation::OpKind;
-use onething::mapping::report::{Change, StatusReport, records_of};
+use onething::mapping::report::{Change, StatusReport};
 use serde_json::{Value, json};
 use support::*;
 
@@ -23,31 +23,13 @@ fn call(
     results: Option<&str>,
 ) -> (String, Value, String) {
     let raw = render(fixture, item, op, reference, results).unwrap();
-    let (line, headers, body) = split_http(&raw);
-    assert_eq!(header(&headers, "Host"), Some("127.0.0.1:9105"));
+    let (line, headers, text, v) = json_request(&raw, "127.0.0.1:9105");
     assert_eq!(
         header(&headers, "Authorization"),
         Some("Bearer <token>"),
         "the OAuth2 token, shown as a placeholder"
     );
-    if body.is_empty() {
-        assert!(header(&headers, "Content-Type").is_none());
-        return (line, Value::Null, String::new());
-    }
-    assert_eq!(
-        header(&headers, "Content-Type"),
-        Some("application/json; charset=UTF-8")
-    );
-    assert_eq!(
-        header(&headers, "Content-Length"),
-        Some(body.len().to_string().as_str())
-    );
-    let text = String::from_utf8(body).unwrap();
-    (line, serde_json::from_str(&text).unwrap(), text)
-}
-
-fn keys_of(v: &Value) -> Vec<&str> {
-    v.as_object().unwrap().keys().map(String::as_str).collect()
+    (line, v, text)
 }
 
 #[test]
@@ -253,12 +235,8 @@ fn oauth2_client_credentials() {
         "grant_type=client_credentials&client_id=yjs&client_secret=amr-test-secret"
     );
     let answer = r#"{"access_token": "eyJ.abc.def", "token_type": "Bearer", "expires_in": 7200}"#;
-    let headers = vec![("content-type".to_string(), "application/json".to_string())];
-    let read = o.answer.read(&RawAnswer {
-        status: 200,
-        headers: &headers,
-        body: answer.as_bytes(),
-    });
+    let json = [("content-type", "application/json")];
+    let read = read_answer(&o.answer, 200, &json, answer.as_bytes());
     assert!(
         matches!(read.outcome, Outcome::Ok { .. }),
         "{:?}",
@@ -275,22 +253,17 @@ fn oauth2_client_credentials() {
     );
 }
 
-fn answer_with(item: &str, op: OpKind, status: u16, extra: &[(&str, &str)], body: &str) -> Outcome {
-    let mut headers = vec![(
-        "content-type".to_string(),
-        "application/json;charset=UTF-8".to_string(),
-    )];
-    headers.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
-    MAPPING.departments["amr"].items[item]
-        .get(op)
-        .unwrap()
-        .answer
-        .read(&RawAnswer {
-            status,
-            headers: &headers,
-            body: body.as_bytes(),
-        })
-        .outcome
+fn answer_with(
+    item: &str,
+    kind: OpKind,
+    status: u16,
+    extra: &[(&str, &str)],
+    body: &str,
+) -> Outcome {
+    let mut headers = vec![("content-type", "application/json;charset=UTF-8")];
+    headers.extend(extra);
+    let answer = &op("amr", item, kind).answer;
+    read_answer(answer, status, &headers, body.as_bytes()).outcome
 }
 
 fn answer(item: &str, op: OpKind, status: u16, body: &str) -> Outcome {
@@ -399,12 +372,7 @@ fn task(ty: &str, state: &str) -> Value {
 }
 
 fn read(record: &Value, asked: Option<&str>) -> StatusReport {
-    MAPPING.departments["amr"]
-        .report
-        .as_ref()
-        .unwrap()
-        .read(&to_value(record), asked, &[])
-        .unwrap()
+    report("amr", &to_value(record), asked).unwrap()
 }
 
 #[test]
@@ -485,81 +453,42 @@ fn every_state_maps_to_its_transition_for_both_items() {
         }
         other => panic!("{other:?}"),
     }
-    let reader = MAPPING.departments["amr"].report.as_ref().unwrap();
     assert!(
-        reader
-            .read(&to_value(&task("annual-report", "ACCEPTED")), None, &[])
-            .is_err(),
+        report("amr", &to_value(&task("annual-report", "ACCEPTED")), None).is_err(),
         "unknown task type"
     );
-    assert!(
-        reader
-            .read(&to_value(&task("establishment", "LOST")), None, &[])
-            .is_err()
-    );
+    assert!(report("amr", &to_value(&task("establishment", "LOST")), None).is_err());
 }
 
 #[test]
 fn query_answers_give_the_task_array() {
     let body = json!({"success": true, "data": [task("food-permit", "ACCEPTED")]}).to_string();
-    let op = MAPPING.departments["amr"].items["food-permit"]
-        .get(OpKind::Query)
-        .unwrap();
-    let headers = vec![("content-type".to_string(), "application/json".to_string())];
-    let got = op.answer.read(&RawAnswer {
-        status: 200,
-        headers: &headers,
-        body: body.as_bytes(),
-    });
+    let query = op("amr", "food-permit", OpKind::Query);
+    let json = [("content-type", "application/json")];
+    let got = read_answer(&query.answer, 200, &json, body.as_bytes());
     assert!(matches!(got.outcome, Outcome::Ok { .. }));
-    let records = records_of(
-        op.records
-            .as_ref()
-            .unwrap()
-            .eval(&to_value(&json!({"answer": got.parsed})))
-            .unwrap(),
-    );
+    let records = query_records(query, got.parsed, &[]);
     assert_eq!(records.len(), 1);
-    let rep = MAPPING.departments["amr"]
-        .report
-        .as_ref()
-        .unwrap()
-        .read(&records[0], Some("food-permit"), &[])
-        .unwrap();
+    let rep = report("amr", &records[0], Some("food-permit")).unwrap();
     assert_eq!(rep.item.as_deref(), Some("food-permit"));
     assert!(matches!(rep.change, Change::Accepted { .. }));
 }
 
 #[test]
 fn callbacks_need_the_callback_token() {
-    let dept = &MAPPING.departments["amr"];
-    let env = to_value(&dept.credentials(&|k| CREDENTIALS.get(k).cloned()).unwrap());
-    let cb = dept.callback.as_ref().unwrap();
+    let cb = MAPPING.departments["amr"].callback.as_ref().unwrap();
     let body = r#"{"taskId": "SJ202603160001", "bizNo": "410225-20260317-000045", "type": "establishment", "state": "APPROVED",
  "remark": null, "acceptedAt": "2026-03-16T09:21:00+08:00",
  "result": {"uscc": "91410225MA9G2XK36T", "licenceNo": "410225000123456", "entName": "兰考县焦桐餐饮有限公司"}}"#;
     let headers = |auth: Option<&str>| {
-        let mut h = vec![("content-type".to_string(), "application/json".to_string())];
-        if let Some(a) = auth {
-            h.push(("authorization".to_string(), a.to_string()));
-        }
-        h
+        let mut h = vec![("content-type", "application/json")];
+        h.extend(auth.map(|a| ("authorization", a)));
+        support::headers(&h)
     };
     let good = format!("Bearer {}", cred("ONETHING_DEPT_AMR_CALLBACK_TOKEN"));
-    match cb.read(&headers(Some(&good)), body.as_bytes(), env.clone()) {
-        CallbackRead::Records(records) => {
-            assert_eq!(records.len(), 1);
-            let rep = dept
-                .report
-                .as_ref()
-                .unwrap()
-                .read(&records[0], None, &[])
-                .unwrap();
-            assert_eq!(rep.item.as_deref(), Some("business-licence"));
-            assert!(matches!(rep.change, Change::Approved { .. }));
-        }
-        other => panic!("{other:?}"),
-    }
+    let rep = callback_report("amr", &headers(Some(&good)), body.as_bytes());
+    assert_eq!(rep.item.as_deref(), Some("business-licence"));
+    assert!(matches!(rep.change, Change::Approved { .. }));
     for bad in [
         None,
         Some("Bearer wrong-token"),
@@ -568,14 +497,14 @@ fn callbacks_need_the_callback_token() {
     ] {
         assert!(
             matches!(
-                cb.read(&headers(bad), body.as_bytes(), env.clone()),
+                callback("amr", &headers(bad), body.as_bytes()),
                 CallbackRead::Unauthorized
             ),
             "{bad:?}"
         );
     }
     assert!(matches!(
-        cb.read(&headers(Some(&good)), b"{not json", env),
+        callback("amr", &headers(Some(&good)), b"{not json"),
         CallbackRead::Unreadable(_)
     ));
     assert_eq!(cb.ok.status, 200);

@@ -4,7 +4,7 @@
 
 mod support;
 
-use onething::mapping::answer::{Outcome, RawAnswer};
+use onething::mapping::answer::Outcome;
 use onething::mapping::context::{Clock, RenderInput, build};
 use onething::mapping::expr::to_value;
 use onething::mapping::operation::{OpKind, Request};
@@ -20,29 +20,12 @@ fn call(
     results: Option<&str>,
 ) -> (String, Value) {
     let raw = render(fixture, "tax-registration", op, reference, results).unwrap();
-    let (line, headers, body) = split_http(&raw);
-    assert_eq!(header(&headers, "Host"), Some("127.0.0.1:9106"));
+    let (line, headers, _, v) = json_request(&raw, "127.0.0.1:9106");
     assert_eq!(
         header(&headers, "X-Api-Key"),
         Some(cred("ONETHING_DEPT_TAX_API_KEY").as_str())
     );
-    if body.is_empty() {
-        assert!(header(&headers, "Content-Type").is_none());
-        return (line, Value::Null);
-    }
-    assert_eq!(
-        header(&headers, "Content-Type"),
-        Some("application/json; charset=UTF-8")
-    );
-    assert_eq!(
-        header(&headers, "Content-Length"),
-        Some(body.len().to_string().as_str())
-    );
-    (line, serde_json::from_slice(&body).unwrap())
-}
-
-fn keys_of(v: &Value) -> Vec<&str> {
-    v.as_object().unwrap().keys().map(String::as_str).collect()
+    (line, v)
 }
 
 #[test]
@@ -164,7 +147,7 @@ fn batch_status_query_of_up_to_100_tickets() {
         },
         nonce: NONCE,
         token: None,
-        env: to_value(&dept.credentials(&|k| CREDENTIALS.get(k).cloned()).unwrap()),
+        env: env_value("tax"),
         codes: MAPPING.codes_value.clone(),
     });
     let Request::Http(h) = op.render(ctx).unwrap() else {
@@ -187,12 +170,8 @@ fn batch_status_query_of_up_to_100_tickets() {
         {"ticket": "SW2", "requestId": "410225-20260317-000046", "status": "RECEIVED", "reason": null,
          "acceptedAt": null, "taxpayerId": null, "taxOffice": null}]})
     .to_string();
-    let headers = vec![("content-type".to_string(), "application/json".to_string())];
-    let read = op.answer.read(&RawAnswer {
-        status: 200,
-        headers: &headers,
-        body: answer.as_bytes(),
-    });
+    let json = [("content-type", "application/json")];
+    let read = read_answer(&op.answer, 200, &json, answer.as_bytes());
     assert!(matches!(read.outcome, Outcome::Ok { .. }));
     let records = records_of(
         op.records
@@ -202,33 +181,18 @@ fn batch_status_query_of_up_to_100_tickets() {
             .unwrap(),
     );
     assert_eq!(records.len(), 2);
-    let reader = dept.report.as_ref().unwrap();
-    let a = reader
-        .read(&records[0], Some("tax-registration"), &[])
-        .unwrap();
+    let a = report("tax", &records[0], Some("tax-registration")).unwrap();
     assert_eq!(
         (a.case_id.as_str(), a.reference.as_deref()),
         ("410225-20260317-000045", Some("SW1"))
     );
     assert!(matches!(a.change, Change::Accepted { .. }));
-    let b = reader
-        .read(&records[1], Some("tax-registration"), &[])
-        .unwrap();
+    let b = report("tax", &records[1], Some("tax-registration")).unwrap();
     assert_eq!(b.change, Change::Dispatched);
 }
 
-fn answer(op: OpKind, status: u16, body: &str) -> Outcome {
-    let headers = vec![("content-type".to_string(), "application/json".to_string())];
-    MAPPING.departments["tax"].items["tax-registration"]
-        .get(op)
-        .unwrap()
-        .answer
-        .read(&RawAnswer {
-            status,
-            headers: &headers,
-            body: body.as_bytes(),
-        })
-        .outcome
+fn answer(kind: OpKind, status: u16, body: &str) -> Outcome {
+    json_outcome(op("tax", "tax-registration", kind), status, body)
 }
 
 #[test]
@@ -273,17 +237,13 @@ fn answers_are_read_per_the_document() {
 
 #[test]
 fn every_status_maps_to_its_transition() {
-    let reader = MAPPING.departments["tax"].report.as_ref().unwrap();
     let change = |status: &str, extra: Value| {
         let mut r = json!({"ticket": "SW1", "requestId": "410225-20260317-000045", "status": status,
             "reason": null, "acceptedAt": "2026-03-17T14:30:00+08:00", "taxpayerId": null, "taxOffice": null});
         for (k, v) in extra.as_object().unwrap() {
             r[k] = v.clone();
         }
-        reader
-            .read(&to_value(&r), Some("tax-registration"), &[])
-            .unwrap()
-            .change
+        change_of("tax", Some("tax-registration"), &r)
     };
     assert_eq!(
         change("RECEIVED", json!({"acceptedAt": null})),

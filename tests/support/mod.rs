@@ -1,5 +1,6 @@
-//! Shared by the integration tests: the reference mapping, the test credentials, and `translate`
-//! with a fixed clock and nonce.
+//! Shared by the integration tests: the reference mapping, the test credentials, `translate` with a
+//! fixed clock and nonce, and the readers the department tests share (JSON requests, answers,
+//! reports and callbacks through the mapping, XML).
 
 #![allow(dead_code)]
 
@@ -7,8 +8,20 @@ use std::path::{Path, PathBuf};
 use std::sync::LazyLock;
 
 use indexmap::IndexMap;
+use minijinja::value::Value;
 use onething::mapping::Mapping;
+use onething::mapping::answer::{AnswerReader, Outcome, RawAnswer, ReadAnswer};
+use onething::mapping::callback::CallbackRead;
+use onething::mapping::expr::{Scope, to_value};
+use onething::mapping::operation::OpKind;
+use onething::mapping::operation::Operation;
+use onething::mapping::report::{Change, StatusReport, records_of};
 use onething::translate::{TranslateRequest, read_env_file, translate};
+use quick_xml::NsReader;
+use quick_xml::escape::resolve_xml_entity;
+use quick_xml::events::Event;
+use quick_xml::name::ResolveResult;
+use serde_json::Value as Json;
 
 pub const AT: &str = "2026-03-16T09:15:30+08:00";
 pub const NONCE: &str = "0123456789abcdef0123456789abcdef";
@@ -26,10 +39,8 @@ pub static CREDENTIALS: LazyLock<IndexMap<String, String>> = LazyLock::new(|| {
 });
 
 pub fn cred(name: &str) -> String {
-    CREDENTIALS
-        .get(name)
-        .cloned()
-        .unwrap_or_else(|| panic!("no {name} in test-credentials.env"))
+    let v = CREDENTIALS.get(name).cloned();
+    v.unwrap_or_else(|| panic!("no {name} in test-credentials.env"))
 }
 
 pub fn fixture(name: &str) -> serde_json::Value {
@@ -60,34 +71,26 @@ pub fn render(
         at: Some(AT.to_string()),
         nonce: Some(NONCE.to_string()),
     };
-    translate(&MAPPING, &submission, &req, &|k| {
-        CREDENTIALS.get(k).cloned()
-    })
+    let env = |k: &str| CREDENTIALS.get(k).cloned();
+    translate(&MAPPING, &submission, &req, &env)
 }
 
 /// Splits a raw HTTP/1.1 request into (request line, headers, body).
 pub fn split_http(raw: &[u8]) -> (String, Vec<(String, String)>, Vec<u8>) {
-    let pos = raw
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .expect("header/body separator");
+    let pos = raw.windows(4).position(|w| w == b"\r\n\r\n");
+    let pos = pos.expect("header/body separator");
     let head = String::from_utf8(raw[..pos].to_vec()).expect("ASCII/UTF-8 head");
     let mut lines = head.split("\r\n");
     let request_line = lines.next().unwrap().to_string();
-    let headers = lines
-        .map(|l| {
-            let (k, v) = l.split_once(": ").expect("header line");
-            (k.to_string(), v.to_string())
-        })
+    let pairs: Vec<_> = lines
+        .map(|l| l.split_once(": ").expect("header line"))
         .collect();
-    (request_line, headers, raw[pos + 4..].to_vec())
+    (request_line, headers(&pairs), raw[pos + 4..].to_vec())
 }
 
 pub fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
-    headers
-        .iter()
-        .find(|(k, _)| k.eq_ignore_ascii_case(name))
-        .map(|(_, v)| v.as_str())
+    let found = headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name));
+    found.map(|(_, v)| v.as_str())
 }
 
 pub fn golden_dir() -> PathBuf {
@@ -96,4 +99,181 @@ pub fn golden_dir() -> PathBuf {
 
 pub fn exists(p: &Path) -> bool {
     p.exists()
+}
+
+// JSON over HTTP, and answers, reports and callbacks read through a department's mapping.
+
+/// Splits a JSON-over-HTTP request and checks what every one carries: `Host`, and for a body its
+/// JSON `Content-Type` and exact `Content-Length` (no `Content-Type` without a body). Returns
+/// (request line, headers, body text, body as JSON: null when there is none).
+pub fn json_request(raw: &[u8], host: &str) -> (String, Vec<(String, String)>, String, Json) {
+    let (line, headers, body) = split_http(raw);
+    assert_eq!(header(&headers, "Host"), Some(host));
+    if body.is_empty() {
+        assert!(header(&headers, "Content-Type").is_none());
+        return (line, headers, String::new(), Json::Null);
+    }
+    let json = Some("application/json; charset=UTF-8");
+    assert_eq!(header(&headers, "Content-Type"), json);
+    let length = body.len().to_string();
+    assert_eq!(header(&headers, "Content-Length"), Some(length.as_str()));
+    let text = String::from_utf8(body).expect("UTF-8 body");
+    let v = serde_json::from_str(&text).expect("JSON body");
+    (line, headers, text, v)
+}
+
+/// An object's keys, in order.
+pub fn keys_of(v: &Json) -> Vec<&str> {
+    v.as_object().unwrap().keys().map(String::as_str).collect()
+}
+
+pub fn headers(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+    let own = |(k, v): &(&str, &str)| (k.to_string(), v.to_string());
+    pairs.iter().map(own).collect()
+}
+
+/// The department's credentials as the `env` value its templates and callbacks see.
+pub fn env_value(dept: &str) -> Value {
+    let env = MAPPING.departments[dept].credentials(&|k| CREDENTIALS.get(k).cloned());
+    to_value(&env.unwrap())
+}
+
+/// `dept`'s `kind` operation of `item`.
+pub fn op(dept: &str, item: &str, kind: OpKind) -> &'static Operation {
+    MAPPING.departments[dept].items[item].get(kind).unwrap()
+}
+
+/// Reads an answer with `reader`; header names in lower case.
+pub fn read_answer(a: &AnswerReader, status: u16, h: &[(&str, &str)], body: &[u8]) -> ReadAnswer {
+    let headers = headers(h);
+    let raw = RawAnswer {
+        status,
+        headers: &headers,
+        body,
+    };
+    a.read(&raw)
+}
+
+/// The outcome of a JSON answer (`content-type: application/json`) to `op`.
+pub fn json_outcome(op: &Operation, status: u16, body: &str) -> Outcome {
+    let h = [("content-type", "application/json")];
+    read_answer(&op.answer, status, &h, body.as_bytes()).outcome
+}
+
+/// The records a query `op` finds in its `answer`, with the `extra` names in scope.
+pub fn query_records(op: &Operation, answer: Value, extra: &[(&'static str, Value)]) -> Vec<Value> {
+    let mut scope = Scope::new(None).with("answer", answer);
+    extra.iter().for_each(|(k, v)| scope.set(k, v.clone()));
+    let records = op.records.as_ref().expect("query records");
+    records_of(records.eval(&scope.into_value()).unwrap())
+}
+
+/// Reads one status record with `dept`'s report reader (`item`: the item asked about).
+pub fn report(dept: &str, record: &Value, item: Option<&str>) -> Result<StatusReport, String> {
+    let reader = MAPPING.departments[dept].report.as_ref().unwrap();
+    reader.read(record, item, &[])
+}
+
+/// The change a status record, given as JSON, makes to `item`.
+pub fn change_of(dept: &str, item: Option<&str>, record: &Json) -> Change {
+    report(dept, &to_value(record), item).unwrap().change
+}
+
+/// Reads a callback to `dept` with its test credentials.
+pub fn callback(dept: &str, headers: &[(String, String)], body: &[u8]) -> CallbackRead {
+    let cb = MAPPING.departments[dept].callback.as_ref().unwrap();
+    cb.read(headers, body, env_value(dept))
+}
+
+/// A callback that must be taken, with one record: the record read.
+pub fn callback_report(dept: &str, headers: &[(String, String)], body: &[u8]) -> StatusReport {
+    match callback(dept, headers, body) {
+        CallbackRead::Records(r) if r.len() == 1 => report(dept, &r[0], None).unwrap(),
+        other => panic!("{other:?}"),
+    }
+}
+
+// XML, read with quick-xml independently of the mapping: local names, namespaces resolved,
+// character and entity references decoded.
+
+#[derive(Debug, Default)]
+pub struct Elem {
+    pub ns: Option<String>,
+    pub name: String,
+    pub text: String,
+    pub children: Vec<Elem>,
+}
+
+impl Elem {
+    pub fn child(&self, name: &str) -> &Elem {
+        let found = self.children.iter().find(|c| c.name == name);
+        found.unwrap_or_else(|| panic!("<{}> has no <{name}>", self.name))
+    }
+
+    pub fn names(&self) -> Vec<&str> {
+        self.children.iter().map(|c| c.name.as_str()).collect()
+    }
+
+    pub fn text_of(&self, name: &str) -> &str {
+        &self.child(name).text
+    }
+
+    /// (name, text) of every child, in order.
+    pub fn pairs(&self) -> Vec<(&str, &str)> {
+        self.children.iter().map(|c| (&*c.name, &*c.text)).collect()
+    }
+}
+
+/// The document's root element.
+pub fn parse_xml(text: &str) -> Elem {
+    let mut reader = NsReader::from_str(text);
+    let mut stack = vec![Elem::default()];
+    let utf8 = |b: &[u8]| String::from_utf8(b.to_vec()).unwrap();
+    loop {
+        let (ns, ev) = reader.read_resolved_event().expect("well-formed XML");
+        let top = stack.last_mut().unwrap();
+        match &ev {
+            Event::Start(e) | Event::Empty(e) => {
+                let ns = match ns {
+                    ResolveResult::Bound(n) => Some(utf8(n.as_ref())),
+                    _ => None,
+                };
+                let name = utf8(e.local_name().as_ref());
+                stack.push(Elem {
+                    ns,
+                    name,
+                    ..Elem::default()
+                });
+            }
+            Event::Text(t) => top.text.push_str(&t.decode().unwrap()),
+            Event::GeneralRef(r) => match r.resolve_char_ref().unwrap() {
+                Some(c) => top.text.push(c),
+                None => {
+                    let name = r.decode().unwrap();
+                    let known = resolve_xml_entity(&name);
+                    top.text
+                        .push_str(known.unwrap_or_else(|| panic!("unknown entity &{name};")));
+                }
+            },
+            Event::Eof => break,
+            _ => {}
+        }
+        if matches!(ev, Event::End(_) | Event::Empty(_)) {
+            let el = stack.pop().unwrap();
+            stack.last_mut().expect("unbalanced XML").children.push(el);
+        }
+    }
+    assert_eq!(stack.len(), 1, "unbalanced XML");
+    let mut doc = stack.pop().unwrap();
+    assert_eq!(doc.children.len(), 1, "one root element");
+    doc.children.remove(0)
+}
+
+/// `<name>value</name>`, or `<name/>` for an empty value.
+pub fn el(name: &str, value: &str) -> String {
+    if value.is_empty() {
+        format!("<{name}/>")
+    } else {
+        format!("<{name}>{value}</{name}>")
+    }
 }
