@@ -9,10 +9,12 @@
 //! | [`validate`] | submission validation: JSON Schema, identity numbers, catalog rules |
 //! | [`model`] | shared value types (times) |
 //! | [`translate`] | the `translate` verb: a dry run of one operation |
+//! | [`sim`] | the simulated department systems (`onething sim`); the gateway never imports it |
 
 pub mod codec;
 pub mod config;
 pub mod mapping;
 pub mod model;
+pub mod sim;
 pub mod translate;
 pub mod validate;

@@ -6,6 +6,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use onething::mapping::Mapping;
+use onething::sim::SimConfig;
 use onething::translate::{TranslateRequest, read_results, translate};
 
 #[derive(Parser)]
@@ -26,6 +27,14 @@ enum Command {
         /// The mapping folder (default: $ONETHING_CONFIG, else `mappings`).
         #[arg(long)]
         config: Option<PathBuf>,
+    },
+    /// Run the ten simulated department systems until SIGTERM/SIGINT.
+    Sim {
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Where connected systems call back (default http:// + $ONETHING_HTTP_ADDR).
+        #[arg(long)]
+        gateway: Option<String>,
     },
     /// Print the exact request an item's department would receive for a submission.
     Translate {
@@ -56,6 +65,73 @@ enum Command {
     },
 }
 
+/// The test credentials beside the mappings, overridden by the environment.
+fn sim_credentials(dir: &std::path::Path) -> indexmap::IndexMap<String, String> {
+    let mut creds =
+        onething::translate::read_env_file(&dir.join("test-credentials.env")).unwrap_or_default();
+    for (k, v) in std::env::vars() {
+        if k.starts_with("ONETHING_DEPT_") {
+            creds.insert(k, v);
+        }
+    }
+    creds
+}
+
+fn run_sim(config: Option<PathBuf>, gateway: Option<String>) -> ExitCode {
+    let dir = onething::config::config_dir(config.as_deref());
+    let gateway = gateway.unwrap_or_else(|| {
+        format!(
+            "http://{}",
+            std::env::var("ONETHING_HTTP_ADDR").unwrap_or_else(|_| "127.0.0.1:8700".into())
+        )
+    });
+    let cfg = match SimConfig::from_env(
+        &onething::mapping::department::process_env,
+        sim_credentials(&dir),
+        gateway,
+    ) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("onething sim: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let rt = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("onething sim: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    rt.block_on(async move {
+        let handle = match onething::sim::start(cfg.clone()).await {
+            Ok(h) => h,
+            Err(e) => {
+                eprintln!("onething sim: {e}");
+                return ExitCode::from(1);
+            }
+        };
+        for (id, addr) in &handle.addrs {
+            tracing::info!(department = *id, %addr, "simulator listening");
+        }
+        tracing::info!(department = "nr", folder = %cfg.nr_dir.display(), "simulator watching");
+        tracing::info!(gateway = %cfg.callbacks.gateway, "callbacks go to the gateway");
+        wait_for_signal().await;
+        tracing::info!("stopping");
+        handle.stop().await;
+        ExitCode::SUCCESS
+    })
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+}
+
 fn load(config: Option<PathBuf>) -> Result<Mapping, ExitCode> {
     let dir = onething::config::config_dir(config.as_deref());
     Mapping::load(&dir).map_err(|problems| {
@@ -68,7 +144,14 @@ fn load(config: Option<PathBuf>) -> Result<Mapping, ExitCode> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .init();
     match cli.command {
+        Command::Sim { config, gateway } => run_sim(config, gateway),
         Command::Check { config } => {
             let dir = onething::config::config_dir(config.as_deref());
             match Mapping::load(&dir) {

@@ -1,0 +1,9 @@
+//! Simulator of `amr` (being written).
+
+use axum::Router;
+
+use crate::sim::Ctx;
+
+pub fn router(ctx: Ctx) -> Router {
+    Router::new().with_state(ctx)
+}
