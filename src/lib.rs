@@ -4,15 +4,19 @@
 //! | module | job |
 //! | --- | --- |
 //! | [`config`] | reads the mapping folder into file-shaped types, with line-located errors |
+//! | [`engine`] | the pure case/item state machine: (state, input) → (state, effects) |
 //! | [`mapping`] | compiles mappings; renders requests, reads answers, reports and callbacks; `check` |
+//! | [`calendar`] | working days and legal time limits |
 //! | [`codec`] | wire formats and charsets (JSON, XML/SOAP, forms; UTF-8, GB18030, GBK) |
 //! | [`validate`] | submission validation: JSON Schema, identity numbers, catalog rules |
 //! | [`model`] | shared value types (times) |
 //! | [`translate`] | the `translate` verb: a dry run of one operation |
 //! | [`sim`] | the simulated department systems (`onething sim`); the gateway never imports it |
 
+pub mod calendar;
 pub mod codec;
 pub mod config;
+pub mod engine;
 pub mod mapping;
 pub mod model;
 pub mod sim;
