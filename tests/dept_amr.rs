@@ -235,8 +235,7 @@ fn oauth2_client_credentials() {
         "grant_type=client_credentials&client_id=yjs&client_secret=amr-test-secret"
     );
     let answer = r#"{"access_token": "eyJ.abc.def", "token_type": "Bearer", "expires_in": 7200}"#;
-    let json = [("content-type", "application/json")];
-    let read = read_answer(&o.answer, 200, &json, answer.as_bytes());
+    let read = read_answer(&o.answer, 200, JSON, answer.as_bytes());
     assert!(
         matches!(read.outcome, Outcome::Ok { .. }),
         "{:?}",
@@ -464,8 +463,7 @@ fn every_state_maps_to_its_transition_for_both_items() {
 fn query_answers_give_the_task_array() {
     let body = json!({"success": true, "data": [task("food-permit", "ACCEPTED")]}).to_string();
     let query = op("amr", "food-permit", OpKind::Query);
-    let json = [("content-type", "application/json")];
-    let got = read_answer(&query.answer, 200, &json, body.as_bytes());
+    let got = read_answer(&query.answer, 200, JSON, body.as_bytes());
     assert!(matches!(got.outcome, Outcome::Ok { .. }));
     let records = query_records(query, got.parsed, &[]);
     assert_eq!(records.len(), 1);

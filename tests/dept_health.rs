@@ -4,7 +4,7 @@
 mod support;
 
 use hmac::{Hmac, Mac};
-use onething::mapping::answer::{Outcome, RawAnswer};
+use onething::mapping::answer::Outcome;
 use onething::mapping::callback::CallbackRead;
 use onething::mapping::expr::to_value;
 use onething::mapping::operation::OpKind;
@@ -27,27 +27,17 @@ fn sign(app_id: &str, ts: &str, nonce: &str, body: &[u8]) -> String {
 #[test]
 fn submit_is_signed_json_per_the_document() {
     let raw = render("newborn.json", "birth-cert", "submit", None, None).unwrap();
-    let (line, headers, body) = split_http(&raw);
+    let (line, headers, body, v) = json_request(&raw, "127.0.0.1:9101");
     assert_eq!(line, "POST /api/v1/birth-cert/applications HTTP/1.1");
-    assert_eq!(header(&headers, "Host"), Some("127.0.0.1:9101"));
-    assert_eq!(
-        header(&headers, "Content-Type"),
-        Some("application/json; charset=UTF-8")
-    );
-    assert_eq!(
-        header(&headers, "Content-Length"),
-        Some(body.len().to_string().as_str())
-    );
     let ts = header(&headers, "X-Timestamp").unwrap();
     assert_eq!(ts, "1773623730000", "Unix milliseconds of the fixed clock");
     let nonce = header(&headers, "X-Nonce").unwrap();
     assert_eq!(header(&headers, "X-App-Id"), Some("yjs-gateway"));
     assert_eq!(
         header(&headers, "X-Signature").unwrap(),
-        sign("yjs-gateway", ts, nonce, &body)
+        sign("yjs-gateway", ts, nonce, body.as_bytes())
     );
 
-    let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
     assert_eq!(v["sblsh"], "410225-20260316-000123");
     assert_eq!(v["sxbm"], "WJ-CSYXZM-01");
     assert_eq!(v["applyTime"], "2026-03-16 09:15:00");
@@ -109,19 +99,9 @@ fn withdraw_needs_the_reference() {
     assert_eq!(body, "{\"reason\":\"申请人主动撤回\"}".as_bytes());
 }
 
-fn answer(op: OpKind, status: u16, body: &str) -> Outcome {
-    let dept = &MAPPING.departments["health"];
-    let headers = vec![("content-type".to_string(), "application/json".to_string())];
-    dept.items["birth-cert"]
-        .get(op)
-        .unwrap()
-        .answer
-        .read(&RawAnswer {
-            status,
-            headers: &headers,
-            body: body.as_bytes(),
-        })
-        .outcome
+fn answer(kind: OpKind, status: u16, body: &str) -> Outcome {
+    let answer = &op("health", "birth-cert", kind).answer;
+    read_answer(answer, status, JSON, body.as_bytes()).outcome
 }
 
 #[test]
@@ -180,16 +160,6 @@ fn answers_are_read_per_the_code_table() {
     ));
 }
 
-fn report(record: serde_json::Value) -> Change {
-    MAPPING.departments["health"]
-        .report
-        .as_ref()
-        .unwrap()
-        .read(&to_value(&record), Some("birth-cert"), &[])
-        .unwrap()
-        .change
-}
-
 #[test]
 fn every_status_maps_to_its_transition() {
     let base = serde_json::json!({"applyNo": "CS1", "sblsh": "410225-20260316-000123", "reason": null,
@@ -200,7 +170,7 @@ fn every_status_maps_to_its_transition() {
         for (k, v) in extra.as_object().unwrap() {
             r[k] = v.clone();
         }
-        report(r)
+        change_of("health", Some("birth-cert"), &r)
     };
     assert_eq!(with("RECEIVED", serde_json::json!({})), Change::Dispatched);
     assert_eq!(
@@ -240,27 +210,22 @@ fn every_status_maps_to_its_transition() {
         with("WITHDRAWN", serde_json::json!({})),
         Change::Withdrawn { .. }
     ));
-    let unknown = MAPPING.departments["health"].report.as_ref().unwrap().read(
-        &to_value(&serde_json::json!({"sblsh": "x", "status": "LOST"})),
-        Some("birth-cert"),
-        &[],
-    );
+    let lost = to_value(&serde_json::json!({"sblsh": "x", "status": "LOST"}));
+    let unknown = report("health", &lost, Some("birth-cert"));
     assert!(unknown.unwrap_err().contains("LOST"));
 }
 
 #[test]
 fn callbacks_are_verified_before_they_are_read() {
-    let dept = &MAPPING.departments["health"];
-    let env = to_value(&dept.credentials(&|k| CREDENTIALS.get(k).cloned()).unwrap());
     let body = r#"{"applyNo": "CS2026031600012", "sblsh": "410225-20260316-000123", "status": "ISSUED", "reason": null, "certNo": "Q410123456", "acceptTime": "2026-03-16 09:20:11", "finishTime": "2026-03-16 09:40:02"}"#;
     let headers = |sig: String| {
-        vec![
-            ("content-type".to_string(), "application/json".to_string()),
-            ("x-app-id".to_string(), "health-system".to_string()),
-            ("x-timestamp".to_string(), "1773623730000".to_string()),
-            ("x-nonce".to_string(), "aabbccddeeff00112233".to_string()),
-            ("x-signature".to_string(), sig),
-        ]
+        headers(&[
+            ("content-type", "application/json"),
+            ("x-app-id", "health-system"),
+            ("x-timestamp", "1773623730000"),
+            ("x-nonce", "aabbccddeeff00112233"),
+            ("x-signature", &sig),
+        ])
     };
     let good = sign(
         "health-system",
@@ -268,31 +233,20 @@ fn callbacks_are_verified_before_they_are_read() {
         "aabbccddeeff00112233",
         body.as_bytes(),
     );
-    let cb = dept.callback.as_ref().unwrap();
-    match cb.read(&headers(good.clone()), body.as_bytes(), env.clone()) {
-        CallbackRead::Records(records) => {
-            assert_eq!(records.len(), 1);
-            let r = dept
-                .report
-                .as_ref()
-                .unwrap()
-                .read(&records[0], None, &[])
-                .unwrap();
-            assert_eq!(r.case_id, "410225-20260316-000123");
-            assert_eq!(r.reference.as_deref(), Some("CS2026031600012"));
-            assert!(matches!(r.change, Change::Approved { .. }));
-        }
-        other => panic!("{other:?}"),
-    }
+    let r = callback_report("health", &headers(good.clone()), body.as_bytes());
+    assert_eq!(r.case_id, "410225-20260316-000123");
+    assert_eq!(r.reference.as_deref(), Some("CS2026031600012"));
+    assert!(matches!(r.change, Change::Approved { .. }));
     let tampered = body.replace("Q410123456", "Q410123457");
     assert!(matches!(
-        cb.read(&headers(good), tampered.as_bytes(), env.clone()),
+        callback("health", &headers(good), tampered.as_bytes()),
         CallbackRead::Unauthorized
     ));
     assert!(matches!(
-        cb.read(&headers("00".repeat(32)), body.as_bytes(), env),
+        callback("health", &headers("00".repeat(32)), body.as_bytes()),
         CallbackRead::Unauthorized
     ));
+    let cb = MAPPING.departments["health"].callback.as_ref().unwrap();
     assert_eq!(cb.ok.status, 200);
     assert_eq!(cb.unauthorized.status, 401);
 }

@@ -8,66 +8,37 @@ mod support;
 use indexmap::IndexMap;
 use md5::{Digest, Md5};
 use minijinja::value::Value;
-use onething::mapping::answer::{Outcome, RawAnswer, ReadAnswer};
-use onething::mapping::expr::Scope;
+use onething::mapping::answer::{Outcome, ReadAnswer};
 use onething::mapping::operation::OpKind;
-use onething::mapping::report::{Change, StatusReport, records_of};
-use quick_xml::Reader;
-use quick_xml::events::Event;
+use onething::mapping::report::{Change, StatusReport};
 use support::*;
 
 /// `AT` as the document's `time`.
 const TIME: &str = "20260316091530";
 
-// ---------------------------------------------------------------------------------------------
-// The `data` document: a flat <request> of (element, text), read with quick-xml.
-
+/// The `data` document: a flat <request> of (element, text), read with quick-xml.
 fn parse_request(data: &str) -> Vec<(String, String)> {
-    let mut reader = Reader::from_str(data);
-    let mut depth = 0;
-    let mut out: Vec<(String, String)> = Vec::new();
-    loop {
-        match reader.read_event().expect("well-formed XML") {
-            Event::Decl(_) => panic!("`data` carries no prolog"),
-            Event::Start(e) => {
-                depth += 1;
-                let name = String::from_utf8(e.name().as_ref().to_vec()).unwrap();
-                match depth {
-                    1 => assert_eq!(name, "request"),
-                    2 => out.push((name, String::new())),
-                    _ => panic!("<request> is flat: <{name}> is nested"),
-                }
-            }
-            Event::Empty(e) => {
-                let name = String::from_utf8(e.name().as_ref().to_vec()).unwrap();
-                assert_eq!(depth, 1, "<{name}>");
-                out.push((name, String::new()));
-            }
-            Event::Text(t) => {
-                assert_eq!(depth, 2, "text outside an element: {t:?}");
-                out.last_mut().unwrap().1.push_str(&t.decode().unwrap());
-            }
-            Event::GeneralRef(r) => {
-                let ch = match r.resolve_char_ref().unwrap() {
-                    Some(c) => c,
-                    None => match r.decode().unwrap().as_ref() {
-                        "amp" => '&',
-                        "lt" => '<',
-                        "gt" => '>',
-                        "quot" => '"',
-                        "apos" => '\'',
-                        other => panic!("unknown entity &{other};"),
-                    },
-                };
-                out.last_mut().unwrap().1.push(ch);
-            }
-            Event::End(_) => depth -= 1,
-            Event::Eof => break,
-            _ => {}
-        }
-    }
-    assert_eq!(depth, 0);
-    out
+    assert!(!data.starts_with("<?"), "`data` carries no prolog");
+    assert!(
+        data.starts_with('<') && data.ends_with('>'),
+        "text outside <request>: {data}"
+    );
+    let request = parse_xml(data);
+    assert_eq!(request.name, "request");
+    assert!(
+        request.text.is_empty(),
+        "text outside an element: {:?}",
+        request.text
+    );
+    let flat = |c: &Elem| {
+        assert!(
+            c.children.is_empty(),
+            "<request> is flat: <{}> is nested",
+            c.name
+        );
+        (c.name.clone(), c.text.clone())
+    };
+    request.children.iter().map(flat).collect()
 }
 
 struct Call {
@@ -93,20 +64,9 @@ impl Call {
 fn call(fixture_name: &str, op: &str, results: Option<&str>) -> Call {
     let raw =
         render(fixture_name, "social-card", op, None, results).unwrap_or_else(|e| panic!("{e}"));
-    let (request_line, headers, body) = split_http(&raw);
+    let form = "application/x-www-form-urlencoded; charset=UTF-8";
+    let (request_line, _, body) = request(&raw, "127.0.0.1:9104", form);
     assert_eq!(request_line, "POST /gateway.do HTTP/1.1");
-    assert_eq!(header(&headers, "Host"), Some("127.0.0.1:9104"));
-    assert_eq!(
-        header(&headers, "Content-Type"),
-        Some("application/x-www-form-urlencoded; charset=UTF-8")
-    );
-    assert_eq!(
-        header(&headers, "Content-Length")
-            .unwrap()
-            .parse::<usize>()
-            .unwrap(),
-        body.len()
-    );
     assert!(body.is_ascii(), "a form body is percent-encoded");
     let fields: Vec<(String, String)> = form_urlencoded::parse(&body).into_owned().collect();
     let names: Vec<&str> = fields.iter().map(|(k, _)| k.as_str()).collect();
@@ -221,18 +181,9 @@ fn query_and_cancel() {
 // Answers
 
 fn read(kind: OpKind, status: u16, body: &str) -> ReadAnswer {
-    let op = MAPPING.departments["hrss"].items["social-card"]
-        .get(kind)
-        .unwrap();
-    let headers = [(
-        "content-type".to_string(),
-        "application/xml; charset=UTF-8".to_string(),
-    )];
-    op.answer.read(&RawAnswer {
-        status,
-        headers: &headers,
-        body: body.as_bytes(),
-    })
+    let answer = &op("hrss", "social-card", kind).answer;
+    let xml = [("content-type", "application/xml; charset=UTF-8")];
+    read_answer(answer, status, &xml, body.as_bytes())
 }
 
 fn outcome(kind: OpKind, body: &str) -> Outcome {
@@ -310,13 +261,6 @@ fn cancel_of_a_finished_card_is_finished() {
 // card.query reports
 
 fn query_answer(zt: &str, ztmc: &str, slsj: &str, kh: &str, yy: &str) -> String {
-    let el = |n: &str, v: &str| {
-        if v.is_empty() {
-            format!("<{n}/>")
-        } else {
-            format!("<{n}>{v}</{n}>")
-        }
-    };
     answer(
         "200",
         "成功",
@@ -339,28 +283,14 @@ fn poll(zt: &str, ztmc: &str, slsj: &str, kh: &str, yy: &str) -> StatusReport {
         "{:?}",
         read.outcome
     );
-    let op = MAPPING.departments["hrss"].items["social-card"]
-        .get(OpKind::Query)
-        .unwrap();
-    let scope = Scope::new(None)
-        .with("answer", read.parsed)
-        .with("case_id", Value::from("410225-20260316-000123"))
-        .with("item", Value::from("social-card"))
-        .into_value();
-    let records = records_of(
-        op.records
-            .as_ref()
-            .expect("query records")
-            .eval(&scope)
-            .unwrap(),
-    );
+    let query = op("hrss", "social-card", OpKind::Query);
+    let extra = [
+        ("case_id", Value::from("410225-20260316-000123")),
+        ("item", Value::from("social-card")),
+    ];
+    let records = query_records(query, read.parsed, &extra);
     assert_eq!(records.len(), 1);
-    let r = MAPPING.departments["hrss"]
-        .report
-        .as_ref()
-        .unwrap()
-        .read(&records[0], Some("social-card"), &[])
-        .unwrap();
+    let r = report("hrss", &records[0], Some("social-card")).unwrap();
     assert_eq!(r.case_id, "410225-20260316-000123");
     assert_eq!(r.item.as_deref(), Some("social-card"));
     assert_eq!(r.status, zt);

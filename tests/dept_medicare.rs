@@ -9,11 +9,11 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
 use ecb::cipher::block_padding::Pkcs7;
 use ecb::cipher::{BlockDecryptMut, BlockEncryptMut, KeyInit};
-use onething::mapping::answer::{Outcome, RawAnswer};
+use onething::mapping::answer::Outcome;
 use onething::mapping::callback::CallbackRead;
 use onething::mapping::expr::to_value;
 use onething::mapping::operation::OpKind;
-use onething::mapping::report::Change;
+use onething::mapping::report::{Change, StatusReport};
 use serde_json::{Value, json};
 use sm3::Digest as _;
 use support::*;
@@ -53,25 +53,14 @@ fn decrypt(b64: &str) -> String {
 /// Checks the HTTP shape and the envelope, verifies the signature, and returns (path, the raw
 /// decrypted business JSON text, the business data parsed).
 fn open(raw: &[u8]) -> (String, String, Value) {
-    let (line, headers, body) = split_http(raw);
+    let (line, _, _, env) = json_request(raw, "127.0.0.1:9103");
     let path = line
         .strip_prefix("POST ")
         .and_then(|l| l.strip_suffix(" HTTP/1.1"))
         .unwrap_or_else(|| panic!("every operation is a POST: {line}"))
         .to_string();
-    assert_eq!(header(&headers, "Host"), Some("127.0.0.1:9103"));
     assert_eq!(
-        header(&headers, "Content-Type"),
-        Some("application/json; charset=UTF-8")
-    );
-    assert_eq!(
-        header(&headers, "Content-Length"),
-        Some(body.len().to_string().as_str())
-    );
-    let env: serde_json::Map<String, Value> = serde_json::from_slice(&body).unwrap();
-    let keys: Vec<&str> = env.keys().map(String::as_str).collect();
-    assert_eq!(
-        keys,
+        keys_of(&env),
         [
             "appId",
             "timestamp",
@@ -106,10 +95,6 @@ fn open(raw: &[u8]) -> (String, String, Value) {
     let plain = decrypt(enc);
     let data: Value = serde_json::from_str(&plain).unwrap();
     (path, plain, data)
-}
-
-fn keys_of(v: &Value) -> Vec<&str> {
-    v.as_object().unwrap().keys().map(String::as_str).collect()
 }
 
 const PRECHECK_FIELDS: [&str; 9] = [
@@ -238,21 +223,10 @@ fn query_and_cancel() {
     );
 }
 
-fn answer(op: OpKind, status: u16, body: &str) -> Outcome {
-    let headers = vec![(
-        "content-type".to_string(),
-        "application/json;charset=UTF-8".to_string(),
-    )];
-    MAPPING.departments["medicare"].items["medicare-enrol"]
-        .get(op)
-        .unwrap()
-        .answer
-        .read(&RawAnswer {
-            status,
-            headers: &headers,
-            body: body.as_bytes(),
-        })
-        .outcome
+fn answer(kind: OpKind, status: u16, body: &str) -> Outcome {
+    let answer = &op("medicare", "medicare-enrol", kind).answer;
+    let json = [("content-type", "application/json;charset=UTF-8")];
+    read_answer(answer, status, &json, body.as_bytes()).outcome
 }
 
 #[test]
@@ -336,15 +310,8 @@ fn answers_are_read_per_the_code_table() {
     ));
 }
 
-fn report(
-    record: Value,
-    extra: &[(&'static str, minijinja::Value)],
-) -> Result<onething::mapping::report::StatusReport, String> {
-    MAPPING.departments["medicare"]
-        .report
-        .as_ref()
-        .unwrap()
-        .read(&to_value(&record), Some("medicare-enrol"), extra)
+fn report(record: Value) -> Result<StatusReport, String> {
+    support::report("medicare", &to_value(&record), Some("medicare-enrol"))
 }
 
 fn record(state: &str) -> Value {
@@ -354,7 +321,7 @@ fn record(state: &str) -> Value {
 
 #[test]
 fn every_state_maps_to_its_transition() {
-    let change = |r: Value| report(r, &[]).unwrap().change;
+    let change = |r: Value| report(r).unwrap().change;
     assert_eq!(change(record("RECEIVED")), Change::Dispatched);
     assert_eq!(
         change(record("PRECHECK_PASSED")),
@@ -412,8 +379,8 @@ fn every_state_maps_to_its_transition() {
         change(record("CANCELLED")),
         Change::Withdrawn { .. }
     ));
-    assert!(report(record("LOST"), &[]).unwrap_err().contains("LOST"));
-    let r = report(record("RECEIVED"), &[]).unwrap();
+    assert!(report(record("LOST")).unwrap_err().contains("LOST"));
+    let r = report(record("RECEIVED")).unwrap();
     assert_eq!(r.case_id, CASE);
     assert_eq!(r.reference.as_deref(), Some(ENROL_NO));
 }
@@ -424,19 +391,11 @@ fn every_state_maps_to_its_transition() {
 fn query_records_take_the_case_id_asked_about() {
     let answer_body = r#"{"code": 0, "message": "成功", "data": {"enrolNo": "YB2026031600001", "state": "ACCEPTED",
         "reason": null, "insuredNo": null, "acceptTime": "2026-03-16 10:02:03", "finishTime": null}}"#;
-    let headers = vec![("content-type".to_string(), "application/json".to_string())];
-    let op = MAPPING.departments["medicare"].items["medicare-enrol"]
-        .get(OpKind::Query)
-        .unwrap();
-    let read = op.answer.read(&RawAnswer {
-        status: 200,
-        headers: &headers,
-        body: answer_body.as_bytes(),
-    });
+    let query = op("medicare", "medicare-enrol", OpKind::Query);
+    let read = read_answer(&query.answer, 200, JSON, answer_body.as_bytes());
     assert!(matches!(read.outcome, Outcome::Ok { .. }));
-    let ctx = to_value(&json!({"answer": serde_json::from_str::<Value>(answer_body).unwrap()}));
-    let records =
-        onething::mapping::report::records_of(op.records.as_ref().unwrap().eval(&ctx).unwrap());
+    let answer = to_value(&serde_json::from_str::<Value>(answer_body).unwrap());
+    let records = query_records(query, answer, &[]);
     assert_eq!(records.len(), 1);
     let reader = MAPPING.departments["medicare"].report.as_ref().unwrap();
     let r = reader
@@ -470,33 +429,20 @@ fn envelope(app_id: &str, ts: &str, enc: &str) -> String {
 
 #[test]
 fn callback_envelope_round_trip() {
-    let dept = &MAPPING.departments["medicare"];
-    let env = to_value(&dept.credentials(&|k| CREDENTIALS.get(k).cloned()).unwrap());
-    let cb = dept.callback.as_ref().unwrap();
-    let headers = vec![("content-type".to_string(), "application/json".to_string())];
+    let cb = MAPPING.departments["medicare"].callback.as_ref().unwrap();
+    let headers = headers(&[("content-type", "application/json")]);
     let business = json!({"enrolNo": ENROL_NO, "sblsh": CASE, "state": "DONE", "reason": null,
         "insuredNo": "41022526031500017", "acceptTime": "2026-03-16 10:02:03", "finishTime": "2026-03-16 10:30:00"});
     let enc = encrypt(&business.to_string());
     let body = envelope("medicare-system", "20260316103001", &enc);
 
-    match cb.read(&headers, body.as_bytes(), env.clone()) {
-        CallbackRead::Records(records) => {
-            assert_eq!(records.len(), 1);
-            let r = dept
-                .report
-                .as_ref()
-                .unwrap()
-                .read(&records[0], None, &[])
-                .unwrap();
-            assert_eq!(r.case_id, CASE);
-            assert_eq!(r.reference.as_deref(), Some(ENROL_NO));
-            assert_eq!(r.status, "DONE");
-            match r.change {
-                Change::Approved { results, .. } => {
-                    assert_eq!(results["insured_no"], "41022526031500017")
-                }
-                other => panic!("{other:?}"),
-            }
+    let r = callback_report("medicare", &headers, body.as_bytes());
+    assert_eq!(r.case_id, CASE);
+    assert_eq!(r.reference.as_deref(), Some(ENROL_NO));
+    assert_eq!(r.status, "DONE");
+    match r.change {
+        Change::Approved { results, .. } => {
+            assert_eq!(results["insured_no"], "41022526031500017")
         }
         other => panic!("{other:?}"),
     }
@@ -505,13 +451,13 @@ fn callback_envelope_round_trip() {
     let mut tampered: Value = serde_json::from_str(&body).unwrap();
     tampered["timestamp"] = "20260316103002".into();
     assert!(matches!(
-        cb.read(&headers, tampered.to_string().as_bytes(), env.clone()),
+        callback("medicare", &headers, tampered.to_string().as_bytes()),
         CallbackRead::Unauthorized
     ));
     let mut tampered: Value = serde_json::from_str(&body).unwrap();
     tampered["encData"] = encrypt(&business.to_string().replace("DONE", "FAILED")).into();
     assert!(matches!(
-        cb.read(&headers, tampered.to_string().as_bytes(), env.clone()),
+        callback("medicare", &headers, tampered.to_string().as_bytes()),
         CallbackRead::Unauthorized
     ));
     let wrong_secret = {
@@ -521,29 +467,29 @@ fn callback_envelope_round_trip() {
         v.to_string()
     };
     assert!(matches!(
-        cb.read(&headers, wrong_secret.as_bytes(), env.clone()),
+        callback("medicare", &headers, wrong_secret.as_bytes()),
         CallbackRead::Unauthorized
     ));
     assert!(matches!(
-        cb.read(&headers, b"not json at all", env.clone()),
+        callback("medicare", &headers, b"not json at all"),
         CallbackRead::Unauthorized
     ));
 
     // Correctly signed, but encData does not decrypt with the key: unreadable (1002).
     let garbage = envelope("medicare-system", "20260316103001", &B64.encode([7u8; 32]));
     assert!(matches!(
-        cb.read(&headers, garbage.as_bytes(), env.clone()),
+        callback("medicare", &headers, garbage.as_bytes()),
         CallbackRead::Unreadable(_)
     ));
     let not_b64 = envelope("medicare-system", "20260316103001", "%%%");
     assert!(matches!(
-        cb.read(&headers, not_b64.as_bytes(), env.clone()),
+        callback("medicare", &headers, not_b64.as_bytes()),
         CallbackRead::Unreadable(_)
     ));
     // Decrypts, but the business data is not JSON.
     let not_json = envelope("medicare-system", "20260316103001", &encrypt("state=DONE"));
     assert!(matches!(
-        cb.read(&headers, not_json.as_bytes(), env),
+        callback("medicare", &headers, not_json.as_bytes()),
         CallbackRead::Unreadable(_)
     ));
 
@@ -557,9 +503,6 @@ fn callback_envelope_round_trip() {
 
 #[test]
 fn callback_states_before_the_decision() {
-    let dept = &MAPPING.departments["medicare"];
-    let env = to_value(&dept.credentials(&|k| CREDENTIALS.get(k).cloned()).unwrap());
-    let cb = dept.callback.as_ref().unwrap();
     for (state, want) in [
         (
             "PRECHECK_PASSED",
@@ -580,17 +523,10 @@ fn callback_states_before_the_decision() {
             "20260316100203",
             &encrypt(&record(state).to_string()),
         );
-        let CallbackRead::Records(records) = cb.read(&[], body.as_bytes(), env.clone()) else {
+        let CallbackRead::Records(records) = callback("medicare", &[], body.as_bytes()) else {
             panic!("{state}: not read");
         };
-        assert_eq!(
-            dept.report
-                .as_ref()
-                .unwrap()
-                .read(&records[0], None, &[])
-                .unwrap()
-                .change,
-            want
-        );
+        let r = support::report("medicare", &records[0], None).unwrap();
+        assert_eq!(r.change, want);
     }
 }

@@ -11,94 +11,9 @@ use indexmap::IndexMap;
 use minijinja::value::Value;
 use onething::mapping::expr::Scope;
 use onething::mapping::report::{Change, StatusReport, records_of};
-use quick_xml::Reader;
-use quick_xml::events::Event;
 use support::*;
 
 const PROLOG: &[u8] = b"<?xml version=\"1.0\" encoding=\"GBK\"?>";
-
-// ---------------------------------------------------------------------------------------------
-// A small XML reader of its own (character references decoded).
-
-#[derive(Debug, Default)]
-struct Elem {
-    name: String,
-    text: String,
-    children: Vec<Elem>,
-}
-
-impl Elem {
-    fn child(&self, name: &str) -> &Elem {
-        self.children
-            .iter()
-            .find(|c| c.name == name)
-            .unwrap_or_else(|| panic!("<{}> has no <{name}>", self.name))
-    }
-
-    fn names(&self) -> Vec<&str> {
-        self.children.iter().map(|c| c.name.as_str()).collect()
-    }
-
-    fn text_of(&self, name: &str) -> &str {
-        &self.child(name).text
-    }
-
-    fn pairs(&self) -> Vec<(&str, &str)> {
-        self.children
-            .iter()
-            .map(|c| (c.name.as_str(), c.text.as_str()))
-            .collect()
-    }
-}
-
-fn parse_xml(text: &str) -> Elem {
-    let mut reader = Reader::from_str(text);
-    let mut stack = vec![Elem::default()];
-    loop {
-        match reader.read_event().expect("well-formed XML") {
-            Event::Start(e) => stack.push(Elem {
-                name: String::from_utf8(e.name().as_ref().to_vec()).unwrap(),
-                ..Default::default()
-            }),
-            Event::Empty(e) => {
-                let el = Elem {
-                    name: String::from_utf8(e.name().as_ref().to_vec()).unwrap(),
-                    ..Default::default()
-                };
-                stack.last_mut().unwrap().children.push(el);
-            }
-            Event::Text(t) => stack
-                .last_mut()
-                .unwrap()
-                .text
-                .push_str(&t.decode().unwrap()),
-            Event::GeneralRef(r) => {
-                let ch = match r.resolve_char_ref().unwrap() {
-                    Some(c) => c,
-                    None => match r.decode().unwrap().as_ref() {
-                        "amp" => '&',
-                        "lt" => '<',
-                        "gt" => '>',
-                        "quot" => '"',
-                        "apos" => '\'',
-                        other => panic!("unknown entity &{other};"),
-                    },
-                };
-                stack.last_mut().unwrap().text.push(ch);
-            }
-            Event::End(_) => {
-                let el = stack.pop().unwrap();
-                stack.last_mut().unwrap().children.push(el);
-            }
-            Event::Eof => break,
-            _ => {}
-        }
-    }
-    assert_eq!(stack.len(), 1, "unbalanced XML");
-    let mut doc = stack.pop().unwrap();
-    assert_eq!(doc.children.len(), 1, "one root element");
-    doc.children.remove(0)
-}
 
 // ---------------------------------------------------------------------------------------------
 // Request files
@@ -357,13 +272,6 @@ struct Hz<'a> {
 /// name at hand.
 fn answer_file(case_id: &str, op: &str, hz: &Hz<'_>) -> StatusReport {
     let file_name = format!("{case_id}_{op}_20260318104500_{}.xml", hz.zt);
-    let el = |n: &str, v: &str| {
-        if v.is_empty() {
-            format!("<{n}/>")
-        } else {
-            format!("<{n}>{v}</{n}>")
-        }
-    };
     let text = format!(
         "<?xml version=\"1.0\" encoding=\"GBK\"?>\n<BDCHZ>{}{}{}{}{}{}{}</BDCHZ>",
         el("SBLSH", case_id),

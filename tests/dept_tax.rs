@@ -170,8 +170,7 @@ fn batch_status_query_of_up_to_100_tickets() {
         {"ticket": "SW2", "requestId": "410225-20260317-000046", "status": "RECEIVED", "reason": null,
          "acceptedAt": null, "taxpayerId": null, "taxOffice": null}]})
     .to_string();
-    let json = [("content-type", "application/json")];
-    let read = read_answer(&op.answer, 200, &json, answer.as_bytes());
+    let read = read_answer(&op.answer, 200, JSON, answer.as_bytes());
     assert!(matches!(read.outcome, Outcome::Ok { .. }));
     let records = records_of(
         op.records
@@ -192,7 +191,8 @@ fn batch_status_query_of_up_to_100_tickets() {
 }
 
 fn answer(kind: OpKind, status: u16, body: &str) -> Outcome {
-    json_outcome(op("tax", "tax-registration", kind), status, body)
+    let answer = &op("tax", "tax-registration", kind).answer;
+    read_answer(answer, status, JSON, body.as_bytes()).outcome
 }
 
 #[test]

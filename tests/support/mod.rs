@@ -4,23 +4,22 @@
 
 #![allow(dead_code)]
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::LazyLock;
 
 use indexmap::IndexMap;
 use minijinja::value::Value;
 use onething::mapping::Mapping;
-use onething::mapping::answer::{AnswerReader, Outcome, RawAnswer, ReadAnswer};
+use onething::mapping::answer::{AnswerReader, RawAnswer, ReadAnswer};
 use onething::mapping::callback::CallbackRead;
 use onething::mapping::expr::{Scope, to_value};
-use onething::mapping::operation::OpKind;
-use onething::mapping::operation::Operation;
+use onething::mapping::operation::{OpKind, Operation};
 use onething::mapping::report::{Change, StatusReport, records_of};
 use onething::translate::{TranslateRequest, read_env_file, translate};
 use quick_xml::NsReader;
 use quick_xml::escape::resolve_xml_entity;
 use quick_xml::events::Event;
-use quick_xml::name::ResolveResult;
+use quick_xml::name::Namespace;
 use serde_json::Value as Json;
 
 pub const AT: &str = "2026-03-16T09:15:30+08:00";
@@ -58,34 +57,35 @@ pub fn render(
     results: Option<&str>,
 ) -> Result<Vec<u8>, String> {
     let submission = fixture(fixture_name);
-    let results = results.map(|r| {
-        let p = root().join("fixtures/results").join(r);
-        serde_json::from_str(&std::fs::read_to_string(&p).unwrap()).unwrap()
-    });
+    let results = results.map(|r| fixture(&format!("results/{r}")));
     let req = TranslateRequest {
         item: item.to_string(),
         op: Some(op.to_string()),
         reference: reference.map(str::to_string),
         results,
-        reason: None,
         at: Some(AT.to_string()),
         nonce: Some(NONCE.to_string()),
+        ..TranslateRequest::default()
     };
     let env = |k: &str| CREDENTIALS.get(k).cloned();
     translate(&MAPPING, &submission, &req, &env)
 }
 
+pub type Headers = Vec<(String, String)>;
+
 /// Splits a raw HTTP/1.1 request into (request line, headers, body).
-pub fn split_http(raw: &[u8]) -> (String, Vec<(String, String)>, Vec<u8>) {
+pub fn split_http(raw: &[u8]) -> (String, Headers, Vec<u8>) {
     let pos = raw.windows(4).position(|w| w == b"\r\n\r\n");
     let pos = pos.expect("header/body separator");
     let head = String::from_utf8(raw[..pos].to_vec()).expect("ASCII/UTF-8 head");
     let mut lines = head.split("\r\n");
     let request_line = lines.next().unwrap().to_string();
-    let pairs: Vec<_> = lines
-        .map(|l| l.split_once(": ").expect("header line"))
-        .collect();
-    (request_line, headers(&pairs), raw[pos + 4..].to_vec())
+    let pairs = lines.map(|l| l.split_once(": ").expect("header line"));
+    (
+        request_line,
+        headers(&pairs.collect::<Vec<_>>()),
+        raw[pos + 4..].to_vec(),
+    )
 }
 
 pub fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
@@ -97,29 +97,26 @@ pub fn golden_dir() -> PathBuf {
     root().join("tests/golden")
 }
 
-pub fn exists(p: &Path) -> bool {
-    p.exists()
-}
-
-// JSON over HTTP, and answers, reports and callbacks read through a department's mapping.
-
-/// Splits a JSON-over-HTTP request and checks what every one carries: `Host`, and for a body its
-/// JSON `Content-Type` and exact `Content-Length` (no `Content-Type` without a body). Returns
-/// (request line, headers, body text, body as JSON: null when there is none).
-pub fn json_request(raw: &[u8], host: &str) -> (String, Vec<(String, String)>, String, Json) {
+/// Splits a request, checking `Host`, `Content-Type` (none without a body) and `Content-Length`.
+pub fn request(raw: &[u8], host: &str, content_type: &str) -> (String, Headers, Vec<u8>) {
     let (line, headers, body) = split_http(raw);
     assert_eq!(header(&headers, "Host"), Some(host));
     if body.is_empty() {
         assert!(header(&headers, "Content-Type").is_none());
-        return (line, headers, String::new(), Json::Null);
+    } else {
+        assert_eq!(header(&headers, "Content-Type"), Some(content_type));
+        let length = body.len().to_string();
+        assert_eq!(header(&headers, "Content-Length"), Some(length.as_str()));
     }
-    let json = Some("application/json; charset=UTF-8");
-    assert_eq!(header(&headers, "Content-Type"), json);
-    let length = body.len().to_string();
-    assert_eq!(header(&headers, "Content-Length"), Some(length.as_str()));
+    (line, headers, body)
+}
+
+/// A [`request`] with a JSON body: (request line, headers, body text, body as JSON or null).
+pub fn json_request(raw: &[u8], host: &str) -> (String, Headers, String, Json) {
+    let (line, headers, body) = request(raw, host, "application/json; charset=UTF-8");
     let text = String::from_utf8(body).expect("UTF-8 body");
-    let v = serde_json::from_str(&text).expect("JSON body");
-    (line, headers, text, v)
+    let v = (!text.is_empty()).then(|| serde_json::from_str(&text).expect("JSON body"));
+    (line, headers, text, v.unwrap_or_default())
 }
 
 /// An object's keys, in order.
@@ -127,7 +124,7 @@ pub fn keys_of(v: &Json) -> Vec<&str> {
     v.as_object().unwrap().keys().map(String::as_str).collect()
 }
 
-pub fn headers(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+pub fn headers(pairs: &[(&str, &str)]) -> Headers {
     let own = |(k, v): &(&str, &str)| (k.to_string(), v.to_string());
     pairs.iter().map(own).collect()
 }
@@ -154,11 +151,8 @@ pub fn read_answer(a: &AnswerReader, status: u16, h: &[(&str, &str)], body: &[u8
     a.read(&raw)
 }
 
-/// The outcome of a JSON answer (`content-type: application/json`) to `op`.
-pub fn json_outcome(op: &Operation, status: u16, body: &str) -> Outcome {
-    let h = [("content-type", "application/json")];
-    read_answer(&op.answer, status, &h, body.as_bytes()).outcome
-}
+/// The headers of a JSON answer.
+pub const JSON: &[(&str, &str)] = &[("content-type", "application/json")];
 
 /// The records a query `op` finds in its `answer`, with the `extra` names in scope.
 pub fn query_records(op: &Operation, answer: Value, extra: &[(&'static str, Value)]) -> Vec<Value> {
@@ -193,9 +187,8 @@ pub fn callback_report(dept: &str, headers: &[(String, String)], body: &[u8]) ->
     }
 }
 
-// XML, read with quick-xml independently of the mapping: local names, namespaces resolved,
-// character and entity references decoded.
-
+/// An XML element as [`parse_xml`] reads it with quick-xml, independently of the mapping: local
+/// names, namespaces resolved, character and entity references decoded.
 #[derive(Debug, Default)]
 pub struct Elem {
     pub ns: Option<String>,
@@ -234,27 +227,19 @@ pub fn parse_xml(text: &str) -> Elem {
         let top = stack.last_mut().unwrap();
         match &ev {
             Event::Start(e) | Event::Empty(e) => {
-                let ns = match ns {
-                    ResolveResult::Bound(n) => Some(utf8(n.as_ref())),
-                    _ => None,
-                };
-                let name = utf8(e.local_name().as_ref());
-                stack.push(Elem {
-                    ns,
-                    name,
-                    ..Elem::default()
-                });
+                let ns = Option::<Namespace>::try_from(ns).ok().flatten();
+                stack.push(Elem::default());
+                let new = stack.last_mut().unwrap();
+                (new.ns, new.name) = (ns.map(|n| utf8(n.as_ref())), utf8(e.local_name().as_ref()));
             }
             Event::Text(t) => top.text.push_str(&t.decode().unwrap()),
-            Event::GeneralRef(r) => match r.resolve_char_ref().unwrap() {
-                Some(c) => top.text.push(c),
-                None => {
-                    let name = r.decode().unwrap();
-                    let known = resolve_xml_entity(&name);
-                    top.text
-                        .push_str(known.unwrap_or_else(|| panic!("unknown entity &{name};")));
-                }
-            },
+            Event::GeneralRef(r) => {
+                let name = r.decode().unwrap();
+                let ch = r.resolve_char_ref().unwrap().map(String::from);
+                let ch = ch.or(resolve_xml_entity(&name).map(String::from));
+                top.text
+                    .push_str(&ch.unwrap_or_else(|| panic!("unknown entity &{name};")));
+            }
             Event::Eof => break,
             _ => {}
         }
@@ -263,17 +248,15 @@ pub fn parse_xml(text: &str) -> Elem {
             stack.last_mut().expect("unbalanced XML").children.push(el);
         }
     }
-    assert_eq!(stack.len(), 1, "unbalanced XML");
-    let mut doc = stack.pop().unwrap();
-    assert_eq!(doc.children.len(), 1, "one root element");
-    doc.children.remove(0)
+    let [doc] = <[Elem; 1]>::try_from(stack).expect("unbalanced XML");
+    let [root] = <[Elem; 1]>::try_from(doc.children).expect("one root element");
+    root
 }
 
 /// `<name>value</name>`, or `<name/>` for an empty value.
 pub fn el(name: &str, value: &str) -> String {
-    if value.is_empty() {
-        format!("<{name}/>")
-    } else {
-        format!("<{name}>{value}</{name}>")
+    match value {
+        "" => format!("<{name}/>"),
+        v => format!("<{name}>{v}</{name}>"),
     }
 }
