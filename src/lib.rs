@@ -20,5 +20,6 @@ pub mod engine;
 pub mod mapping;
 pub mod model;
 pub mod sim;
+pub mod store;
 pub mod translate;
 pub mod validate;

@@ -1,0 +1,654 @@
+//! The state store behind one interface: SQLite (a file; the embedded default) or PostgreSQL
+//! (several instances), chosen by the URL. Everything the gateway must not lose lives here: cases
+//! with their state machine, the outbox of events, durable timers (pushes, retries, polls,
+//! deadlines), the audit trail and dead letters.
+//!
+//! Every change to a case is one transaction: the new state, the events it emits (outbox), its
+//! timers and its audit records — so an event exists if and only if its state change does.
+
+mod schema;
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use sha2::{Digest, Sha256};
+use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
+use sqlx::{AnyPool, Row};
+
+use crate::engine::Case;
+
+#[derive(Debug)]
+pub enum StoreError {
+    Db(String),
+    Corrupt(String),
+}
+
+impl std::error::Error for StoreError {}
+
+impl std::fmt::Display for StoreError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StoreError::Db(e) => write!(f, "store: {e}"),
+            StoreError::Corrupt(e) => write!(f, "store holds unreadable data: {e}"),
+        }
+    }
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(e: sqlx::Error) -> Self {
+        StoreError::Db(e.to_string())
+    }
+}
+
+pub type Result<T> = std::result::Result<T, StoreError>;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// Which clock a timer's `due_at` is on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TimerClock {
+    /// The gateway's (drill) clock: polls, deadlines.
+    Gateway,
+    /// Wall-clock time: retry back-off, network waits.
+    Real,
+}
+
+impl TimerClock {
+    fn code(self) -> &'static str {
+        match self {
+            TimerClock::Gateway => "g",
+            TimerClock::Real => "r",
+        }
+    }
+}
+
+/// A timer to create or replace (one per case, item and kind).
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewTimer {
+    pub case_id: String,
+    pub item: String,
+    pub kind: String,
+    pub department: String,
+    pub clock: TimerClock,
+    /// Milliseconds since the Unix epoch on `clock`.
+    pub due_at: i64,
+    pub payload: serde_json::Value,
+}
+
+/// A claimed timer.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Timer {
+    pub id: i64,
+    pub case_id: String,
+    pub item: String,
+    pub kind: String,
+    pub department: String,
+    pub clock: TimerClock,
+    pub due_at: i64,
+    pub payload: serde_json::Value,
+    /// The claim, to release it safely.
+    pub token: String,
+}
+
+/// What becomes of a claimed timer.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Release {
+    Delete { id: i64, token: String },
+    Reschedule { id: i64, token: String, due_at: i64, payload: serde_json::Value },
+}
+
+/// An event in the outbox.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OutboxEvent {
+    pub event_id: String,
+    pub case_id: String,
+    pub seq: i64,
+    pub routing_key: String,
+    pub body: String,
+}
+
+/// One audit record (its chain hash is computed by the store).
+#[derive(Debug, Clone, PartialEq)]
+pub struct AuditRecord {
+    pub case_id: Option<String>,
+    pub item: Option<String>,
+    pub department: Option<String>,
+    /// Gateway-clock milliseconds.
+    pub at: i64,
+    /// `inbound`, `push`, `answer`, `callback`, `poll`, `file`, `state`, `event`, `note`.
+    pub kind: String,
+    pub summary: String,
+    pub body_sha256: Option<String>,
+}
+
+impl AuditRecord {
+    pub fn new(case_id: &str, item: Option<&str>, department: Option<&str>, at: i64, kind: &str, summary: impl Into<String>, body: Option<&[u8]>) -> AuditRecord {
+        AuditRecord {
+            case_id: Some(case_id.to_string()),
+            item: item.map(str::to_string),
+            department: department.map(str::to_string),
+            at,
+            kind: kind.to_string(),
+            summary: summary.into(),
+            body_sha256: body.map(|b| hex::encode(Sha256::digest(b))),
+        }
+    }
+}
+
+/// A stored audit record with its chain.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredAudit {
+    pub id: i64,
+    pub record: AuditRecord,
+    pub prev_hash: Option<String>,
+    pub hash: String,
+}
+
+/// A case as stored.
+#[derive(Debug, Clone)]
+pub struct StoredCase {
+    pub state: Case,
+    pub submission: String,
+    pub version: i64,
+}
+
+/// A change to a case, applied in one transaction if the case is still at `version`.
+#[derive(Debug, Clone, Default)]
+pub struct Update {
+    pub case_id: String,
+    pub version: i64,
+    pub state: Option<Case>,
+    pub events: Vec<OutboxEvent>,
+    pub timers: Vec<NewTimer>,
+    /// Timers of this case to drop (item, kind).
+    pub drop_timers: Vec<(String, String)>,
+    pub release: Vec<Release>,
+    pub audit: Vec<AuditRecord>,
+    pub now: i64,
+}
+
+/// The result of storing a new case.
+#[derive(Debug, PartialEq)]
+pub enum Inserted {
+    New,
+    /// The id was taken; here is the submission stored under it.
+    Existing { submission: String },
+}
+
+pub struct Store {
+    pool: AnyPool,
+    backend: Backend,
+}
+
+fn sqlite_path(url: &str) -> Option<&str> {
+    url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:"))
+}
+
+impl Store {
+    /// Connects (creating a SQLite file and its folder if needed) and migrates.
+    pub async fn open(url: &str) -> Result<Store> {
+        sqlx::any::install_default_drivers();
+        let (backend, url, max) = if let Some(path) = sqlite_path(url) {
+            let file = path.split('?').next().unwrap_or(path);
+            if let Some(dir) = std::path::Path::new(file).parent()
+                && !dir.as_os_str().is_empty()
+            {
+                std::fs::create_dir_all(dir).map_err(|e| StoreError::Db(format!("{}: {e}", dir.display())))?;
+            }
+            let sep = if path.contains('?') { '&' } else { '?' };
+            (Backend::Sqlite, format!("sqlite://{path}{sep}mode=rwc"), 1)
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            (Backend::Postgres, url.to_string(), 8)
+        } else {
+            return Err(StoreError::Db(format!("unsupported database URL `{url}` (sqlite://… or postgres://…)")));
+        };
+        let opts = AnyConnectOptions::from_str(&url)?;
+        let pool = AnyPoolOptions::new()
+            .max_connections(max)
+            .acquire_timeout(Duration::from_secs(30))
+            .after_connect(move |conn, _| {
+                Box::pin(async move {
+                    if backend == Backend::Sqlite {
+                        sqlx::query("PRAGMA journal_mode=WAL").execute(&mut *conn).await?;
+                        sqlx::query("PRAGMA synchronous=NORMAL").execute(&mut *conn).await?;
+                        sqlx::query("PRAGMA busy_timeout=10000").execute(&mut *conn).await?;
+                    }
+                    Ok(())
+                })
+            })
+            .connect_with(opts)
+            .await?;
+        let store = Store { pool, backend };
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    /// Closes every connection (tests drop their database afterwards).
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// `$1` placeholders in SQLite's numbered form. Every statement is a constant of this file;
+    /// values always go through `bind`.
+    fn sql(&self, q: &str) -> sqlx::AssertSqlSafe<String> {
+        sqlx::AssertSqlSafe(match self.backend {
+            Backend::Postgres => q.to_string(),
+            Backend::Sqlite => q.replace('$', "?"),
+        })
+    }
+
+    async fn migrate(&self) -> Result<()> {
+        sqlx::query("CREATE TABLE IF NOT EXISTS schema_version (version BIGINT NOT NULL)")
+            .execute(&self.pool)
+            .await?;
+        let current: i64 = sqlx::query("SELECT COALESCE(MAX(version), 0) FROM schema_version")
+            .fetch_one(&self.pool)
+            .await?
+            .try_get(0)?;
+        let steps = match self.backend {
+            Backend::Sqlite => schema::SQLITE,
+            Backend::Postgres => schema::POSTGRES,
+        };
+        for (version, statements) in steps.iter().filter(|(v, _)| *v > current) {
+            let mut tx = self.pool.begin().await?;
+            for s in *statements {
+                sqlx::query(*s).execute(&mut *tx).await?;
+            }
+            sqlx::query(self.sql("INSERT INTO schema_version (version) VALUES ($1)"))
+                .bind(*version)
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await?;
+        }
+        Ok(())
+    }
+
+    /// Whether the store answers.
+    pub async fn ping(&self) -> bool {
+        sqlx::query("SELECT 1").execute(&self.pool).await.is_ok()
+    }
+
+    /// Stores a new case with its first update (events, timers, audit), unless its id is taken.
+    pub async fn insert_case(&self, state: &Case, submission: &str, first: Update) -> Result<Inserted> {
+        let mut tx = self.pool.begin().await?;
+        let existing = sqlx::query(self.sql("SELECT submission FROM cases WHERE case_id = $1"))
+            .bind(&state.case_id)
+            .fetch_optional(&mut *tx)
+            .await?;
+        if let Some(row) = existing {
+            return Ok(Inserted::Existing {
+                submission: row.try_get(0)?,
+            });
+        }
+        let json = serde_json::to_string(state).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        sqlx::query(self.sql(
+            "INSERT INTO cases (case_id, onething, submission, state, version, received_at, updated_at, completed) VALUES ($1, $2, $3, $4, 1, $5, $5, $6)",
+        ))
+        .bind(&state.case_id)
+        .bind(&state.onething)
+        .bind(submission)
+        .bind(json)
+        .bind(first.now)
+        .bind(i32::from(state.completed))
+        .execute(&mut *tx)
+        .await?;
+        self.write_parts(&mut tx, &first).await?;
+        tx.commit().await?;
+        Ok(Inserted::New)
+    }
+
+    pub async fn load(&self, case_id: &str) -> Result<Option<StoredCase>> {
+        let row = sqlx::query(self.sql("SELECT state, submission, version FROM cases WHERE case_id = $1"))
+            .bind(case_id)
+            .fetch_optional(&self.pool)
+            .await?;
+        let Some(row) = row else { return Ok(None) };
+        let state: String = row.try_get(0)?;
+        Ok(Some(StoredCase {
+            state: serde_json::from_str(&state).map_err(|e| StoreError::Corrupt(format!("case {case_id}: {e}")))?,
+            submission: row.try_get(1)?,
+            version: row.try_get(2)?,
+        }))
+    }
+
+    /// Applies an update if the case is still at `update.version`; `false` when another writer
+    /// got there first (load again and retry).
+    pub async fn save(&self, update: &Update) -> Result<bool> {
+        let mut tx = self.pool.begin().await?;
+        if let Some(state) = &update.state {
+            let json = serde_json::to_string(state).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            let r = sqlx::query(self.sql(
+                "UPDATE cases SET state = $1, version = version + 1, updated_at = $2, completed = $3 WHERE case_id = $4 AND version = $5",
+            ))
+            .bind(json)
+            .bind(update.now)
+            .bind(i32::from(state.completed))
+            .bind(&update.case_id)
+            .bind(update.version)
+            .execute(&mut *tx)
+            .await?;
+            if r.rows_affected() == 0 {
+                return Ok(false);
+            }
+        }
+        self.write_parts(&mut tx, update).await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    async fn write_parts(&self, tx: &mut sqlx::Transaction<'_, sqlx::Any>, u: &Update) -> Result<()> {
+        for e in &u.events {
+            sqlx::query(self.sql(
+                "INSERT INTO outbox (event_id, case_id, seq, routing_key, body, created_at) VALUES ($1, $2, $3, $4, $5, $6)",
+            ))
+            .bind(&e.event_id)
+            .bind(&e.case_id)
+            .bind(e.seq)
+            .bind(&e.routing_key)
+            .bind(&e.body)
+            .bind(u.now)
+            .execute(&mut **tx)
+            .await?;
+        }
+        for (item, kind) in &u.drop_timers {
+            sqlx::query(self.sql("DELETE FROM timers WHERE case_id = $1 AND item = $2 AND kind = $3"))
+                .bind(&u.case_id)
+                .bind(item)
+                .bind(kind)
+                .execute(&mut **tx)
+                .await?;
+        }
+        for r in &u.release {
+            match r {
+                Release::Delete { id, token } => {
+                    sqlx::query(self.sql("DELETE FROM timers WHERE id = $1 AND lease_owner = $2"))
+                        .bind(*id)
+                        .bind(token)
+                        .execute(&mut **tx)
+                        .await?;
+                }
+                Release::Reschedule { id, token, due_at, payload } => {
+                    sqlx::query(self.sql(
+                        "UPDATE timers SET due_at = $1, payload = $2, lease_owner = NULL, lease_until = NULL WHERE id = $3 AND lease_owner = $4",
+                    ))
+                    .bind(*due_at)
+                    .bind(payload.to_string())
+                    .bind(*id)
+                    .bind(token)
+                    .execute(&mut **tx)
+                    .await?;
+                }
+            }
+        }
+        for t in &u.timers {
+            sqlx::query(self.sql(
+                "INSERT INTO timers (case_id, item, kind, department, clock, due_at, payload) VALUES ($1, $2, $3, $4, $5, $6, $7) \
+                 ON CONFLICT (case_id, item, kind) DO UPDATE SET department = excluded.department, clock = excluded.clock, \
+                 due_at = excluded.due_at, payload = excluded.payload, lease_owner = NULL, lease_until = NULL",
+            ))
+            .bind(&t.case_id)
+            .bind(&t.item)
+            .bind(&t.kind)
+            .bind(&t.department)
+            .bind(t.clock.code())
+            .bind(t.due_at)
+            .bind(t.payload.to_string())
+            .execute(&mut **tx)
+            .await?;
+        }
+        for a in &u.audit {
+            self.append_audit(tx, a).await?;
+        }
+        Ok(())
+    }
+
+    async fn append_audit(&self, tx: &mut sqlx::Transaction<'_, sqlx::Any>, a: &AuditRecord) -> Result<()> {
+        let prev: Option<String> = sqlx::query(self.sql(
+            "SELECT hash FROM audit WHERE case_id IS NOT DISTINCT FROM $1 ORDER BY id DESC LIMIT 1",
+        ))
+        .bind(a.case_id.clone())
+        .fetch_optional(&mut **tx)
+        .await?
+        .map(|r| r.try_get(0))
+        .transpose()?;
+        let hash = chain_hash(prev.as_deref(), a);
+        sqlx::query(self.sql(
+            "INSERT INTO audit (case_id, item, department, at, kind, summary, body_sha256, prev_hash, hash) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+        ))
+        .bind(a.case_id.clone())
+        .bind(a.item.clone())
+        .bind(a.department.clone())
+        .bind(a.at)
+        .bind(&a.kind)
+        .bind(&a.summary)
+        .bind(a.body_sha256.clone())
+        .bind(prev)
+        .bind(hash)
+        .execute(&mut **tx)
+        .await?;
+        Ok(())
+    }
+
+    /// Audit records that belong to no case update (an unknown case's callback, say).
+    pub async fn audit(&self, records: &[AuditRecord]) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        for a in records {
+            self.append_audit(&mut tx, a).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    pub async fn case_audit(&self, case_id: &str) -> Result<Vec<StoredAudit>> {
+        let rows = sqlx::query(self.sql(
+            "SELECT id, case_id, item, department, at, kind, summary, body_sha256, prev_hash, hash FROM audit WHERE case_id = $1 ORDER BY id",
+        ))
+        .bind(case_id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(StoredAudit {
+                    id: r.try_get(0)?,
+                    record: AuditRecord {
+                        case_id: r.try_get(1)?,
+                        item: r.try_get(2)?,
+                        department: r.try_get(3)?,
+                        at: r.try_get(4)?,
+                        kind: r.try_get(5)?,
+                        summary: r.try_get(6)?,
+                        body_sha256: r.try_get(7)?,
+                    },
+                    prev_hash: r.try_get(8)?,
+                    hash: r.try_get(9)?,
+                })
+            })
+            .collect()
+    }
+
+    /// Claims due timers for `lease`: `now_gateway`/`now_real` in ms on each clock.
+    pub async fn claim_due(&self, now_gateway: i64, now_real: i64, owner: &str, lease: Duration, limit: i64) -> Result<Vec<Timer>> {
+        let token = format!("{owner}:{}", hex::encode(rand::random::<[u8; 6]>()));
+        let lock = if self.backend == Backend::Postgres { " FOR UPDATE SKIP LOCKED" } else { "" };
+        let q = format!(
+            "UPDATE timers SET lease_owner = $1, lease_until = $2 WHERE id IN (\
+               SELECT id FROM timers WHERE ((clock = 'g' AND due_at <= $3) OR (clock = 'r' AND due_at <= $4)) \
+               AND (lease_until IS NULL OR lease_until < $4) ORDER BY due_at LIMIT $5{lock}) \
+             RETURNING id, case_id, item, kind, department, clock, due_at, payload"
+        );
+        let rows = sqlx::query(self.sql(&q))
+            .bind(&token)
+            .bind(now_real + lease.as_millis() as i64)
+            .bind(now_gateway)
+            .bind(now_real)
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|r| {
+                let clock: String = r.try_get(5)?;
+                let payload: String = r.try_get(7)?;
+                Ok(Timer {
+                    id: r.try_get(0)?,
+                    case_id: r.try_get(1)?,
+                    item: r.try_get(2)?,
+                    kind: r.try_get(3)?,
+                    department: r.try_get(4)?,
+                    clock: if clock == "g" { TimerClock::Gateway } else { TimerClock::Real },
+                    due_at: r.try_get(6)?,
+                    payload: serde_json::from_str(&payload).map_err(|e| StoreError::Corrupt(e.to_string()))?,
+                    token: token.clone(),
+                })
+            })
+            .collect()
+    }
+
+    /// Releases claimed timers outside a case update.
+    pub async fn release(&self, releases: &[Release]) -> Result<()> {
+        let u = Update {
+            release: releases.to_vec(),
+            ..Default::default()
+        };
+        let mut tx = self.pool.begin().await?;
+        self.write_parts(&mut tx, &u).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// The earliest due time on each clock (to sleep until), if any.
+    pub async fn next_due(&self) -> Result<(Option<i64>, Option<i64>)> {
+        let row = sqlx::query(
+            "SELECT MIN(CASE WHEN clock = 'g' THEN due_at END), MIN(CASE WHEN clock = 'r' THEN due_at END) FROM timers WHERE lease_owner IS NULL",
+        )
+        .fetch_one(&self.pool)
+        .await?;
+        Ok((row.try_get(0)?, row.try_get(1)?))
+    }
+
+    /// Events not yet confirmed by the broker, oldest first (per case in `seq` order).
+    pub async fn unpublished(&self, limit: i64) -> Result<Vec<OutboxEvent>> {
+        let rows = sqlx::query(self.sql(
+            "SELECT event_id, case_id, seq, routing_key, body FROM outbox WHERE published_at IS NULL ORDER BY created_at, case_id, seq LIMIT $1",
+        ))
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(OutboxEvent {
+                    event_id: r.try_get(0)?,
+                    case_id: r.try_get(1)?,
+                    seq: r.try_get(2)?,
+                    routing_key: r.try_get(3)?,
+                    body: r.try_get(4)?,
+                })
+            })
+            .collect()
+    }
+
+    pub async fn mark_published(&self, event_id: &str, now: i64) -> Result<()> {
+        sqlx::query(self.sql("UPDATE outbox SET published_at = $1 WHERE event_id = $2"))
+            .bind(now)
+            .bind(event_id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Events of a case in `seq` order (for `onething case` and tests).
+    pub async fn case_events(&self, case_id: &str) -> Result<Vec<OutboxEvent>> {
+        let rows = sqlx::query(self.sql(
+            "SELECT event_id, case_id, seq, routing_key, body FROM outbox WHERE case_id = $1 ORDER BY seq",
+        ))
+        .bind(case_id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(OutboxEvent {
+                    event_id: r.try_get(0)?,
+                    case_id: r.try_get(1)?,
+                    seq: r.try_get(2)?,
+                    routing_key: r.try_get(3)?,
+                    body: r.try_get(4)?,
+                })
+            })
+            .collect()
+    }
+
+    /// The open items of a case's timers of one kind (for pollers): (case, item) pairs.
+    pub async fn timers_of(&self, case_id: &str) -> Result<Vec<(String, String, i64)>> {
+        let rows = sqlx::query(self.sql("SELECT item, kind, due_at FROM timers WHERE case_id = $1 ORDER BY item, kind"))
+            .bind(case_id)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?)))
+            .collect()
+    }
+
+    /// Keeps a dead-lettered message.
+    pub async fn dead_letter(&self, at: i64, reason: &str, errors: &str, case_id: Option<&str>, body: &str) -> Result<()> {
+        sqlx::query(self.sql("INSERT INTO dead_letters (at, reason, errors, case_id, body) VALUES ($1, $2, $3, $4, $5)"))
+            .bind(at)
+            .bind(reason)
+            .bind(errors)
+            .bind(case_id.map(str::to_string))
+            .bind(body)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Numbers for metrics and tests: cases, open cases, unpublished events, timers.
+    pub async fn counts(&self) -> Result<Counts> {
+        let row = sqlx::query(
+            "SELECT (SELECT COUNT(*) FROM cases), (SELECT COUNT(*) FROM cases WHERE completed = 0), \
+             (SELECT COUNT(*) FROM outbox WHERE published_at IS NULL), (SELECT COUNT(*) FROM timers)",
+        )
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(Counts {
+            cases: row.try_get(0)?,
+            open_cases: row.try_get(1)?,
+            unpublished: row.try_get(2)?,
+            timers: row.try_get(3)?,
+        })
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Counts {
+    pub cases: i64,
+    pub open_cases: i64,
+    pub unpublished: i64,
+    pub timers: i64,
+}
+
+/// The audit chain: each record's hash covers its content and the previous record's hash (per
+/// case), so altering or removing a record breaks every later link.
+pub fn chain_hash(prev: Option<&str>, a: &AuditRecord) -> String {
+    let mut h = Sha256::new();
+    for part in [
+        prev.unwrap_or(""),
+        a.case_id.as_deref().unwrap_or(""),
+        a.item.as_deref().unwrap_or(""),
+        a.department.as_deref().unwrap_or(""),
+        &a.at.to_string(),
+        &a.kind,
+        &a.summary,
+        a.body_sha256.as_deref().unwrap_or(""),
+    ] {
+        h.update(part.as_bytes());
+        h.update([0u8]);
+    }
+    hex::encode(h.finalize())
+}

@@ -1,0 +1,128 @@
+//! The schema, one list of migrations per backend, applied in order at start-up and recorded in
+//! `schema_version`. The two lists describe the same tables; only types and key generation differ.
+
+/// (version, statements) for SQLite.
+pub const SQLITE: &[(i64, &[&str])] = &[(
+    1,
+    &[
+        "CREATE TABLE cases (
+            case_id TEXT PRIMARY KEY,
+            onething TEXT NOT NULL,
+            submission TEXT NOT NULL,
+            state TEXT NOT NULL,
+            version INTEGER NOT NULL,
+            received_at INTEGER NOT NULL,
+            updated_at INTEGER NOT NULL,
+            completed INTEGER NOT NULL DEFAULT 0
+        )",
+        "CREATE TABLE outbox (
+            event_id TEXT PRIMARY KEY,
+            case_id TEXT NOT NULL,
+            seq INTEGER NOT NULL,
+            routing_key TEXT NOT NULL,
+            body TEXT NOT NULL,
+            created_at INTEGER NOT NULL,
+            published_at INTEGER,
+            UNIQUE (case_id, seq)
+        )",
+        "CREATE INDEX outbox_pending ON outbox (published_at, created_at, case_id, seq)",
+        "CREATE TABLE timers (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            case_id TEXT NOT NULL,
+            item TEXT NOT NULL,
+            kind TEXT NOT NULL,
+            department TEXT NOT NULL,
+            clock TEXT NOT NULL,
+            due_at INTEGER NOT NULL,
+            payload TEXT NOT NULL,
+            lease_owner TEXT,
+            lease_until INTEGER,
+            UNIQUE (case_id, item, kind)
+        )",
+        "CREATE INDEX timers_due ON timers (due_at)",
+        "CREATE TABLE audit (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            case_id TEXT,
+            item TEXT,
+            department TEXT,
+            at INTEGER NOT NULL,
+            kind TEXT NOT NULL,
+            summary TEXT NOT NULL,
+            body_sha256 TEXT,
+            prev_hash TEXT,
+            hash TEXT
+        )",
+        "CREATE INDEX audit_case ON audit (case_id, id)",
+        "CREATE TABLE dead_letters (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            at INTEGER NOT NULL,
+            reason TEXT NOT NULL,
+            errors TEXT NOT NULL,
+            case_id TEXT,
+            body TEXT NOT NULL
+        )",
+    ],
+)];
+
+/// (version, statements) for PostgreSQL.
+pub const POSTGRES: &[(i64, &[&str])] = &[(
+    1,
+    &[
+        "CREATE TABLE cases (
+            case_id TEXT PRIMARY KEY,
+            onething TEXT NOT NULL,
+            submission TEXT NOT NULL,
+            state TEXT NOT NULL,
+            version BIGINT NOT NULL,
+            received_at BIGINT NOT NULL,
+            updated_at BIGINT NOT NULL,
+            completed INTEGER NOT NULL DEFAULT 0
+        )",
+        "CREATE TABLE outbox (
+            event_id TEXT PRIMARY KEY,
+            case_id TEXT NOT NULL,
+            seq BIGINT NOT NULL,
+            routing_key TEXT NOT NULL,
+            body TEXT NOT NULL,
+            created_at BIGINT NOT NULL,
+            published_at BIGINT,
+            UNIQUE (case_id, seq)
+        )",
+        "CREATE INDEX outbox_pending ON outbox (published_at, created_at, case_id, seq)",
+        "CREATE TABLE timers (
+            id BIGSERIAL PRIMARY KEY,
+            case_id TEXT NOT NULL,
+            item TEXT NOT NULL,
+            kind TEXT NOT NULL,
+            department TEXT NOT NULL,
+            clock TEXT NOT NULL,
+            due_at BIGINT NOT NULL,
+            payload TEXT NOT NULL,
+            lease_owner TEXT,
+            lease_until BIGINT,
+            UNIQUE (case_id, item, kind)
+        )",
+        "CREATE INDEX timers_due ON timers (due_at)",
+        "CREATE TABLE audit (
+            id BIGSERIAL PRIMARY KEY,
+            case_id TEXT,
+            item TEXT,
+            department TEXT,
+            at BIGINT NOT NULL,
+            kind TEXT NOT NULL,
+            summary TEXT NOT NULL,
+            body_sha256 TEXT,
+            prev_hash TEXT,
+            hash TEXT
+        )",
+        "CREATE INDEX audit_case ON audit (case_id, id)",
+        "CREATE TABLE dead_letters (
+            id BIGSERIAL PRIMARY KEY,
+            at BIGINT NOT NULL,
+            reason TEXT NOT NULL,
+            errors TEXT NOT NULL,
+            case_id TEXT,
+            body TEXT NOT NULL
+        )",
+    ],
+)];

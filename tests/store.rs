@@ -1,0 +1,214 @@
+//! The store against both backends: the real SQLite file and the machine's PostgreSQL, each test
+//! in its own database.
+
+use std::time::Duration;
+
+use indexmap::IndexMap;
+use onething::engine::{Case, Item, Status};
+use onething::store::{AuditRecord, Inserted, NewTimer, OutboxEvent, Release, Store, TimerClock, Update, chain_hash};
+
+/// PostgreSQL for tests: `ONETHING_TEST_POSTGRES` (default the machine's trust-auth server).
+fn pg_admin_url() -> String {
+    std::env::var("ONETHING_TEST_POSTGRES").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
+}
+
+/// A fresh database URL for `name` on `backend`.
+async fn fresh(backend: &str, name: &str) -> String {
+    let unique = format!("onething_{name}_{}", std::process::id());
+    match backend {
+        "sqlite" => {
+            let dir = std::env::temp_dir().join(&unique);
+            let _ = std::fs::remove_dir_all(&dir);
+            format!("sqlite://{}/state.db", dir.display())
+        }
+        _ => {
+            use sqlx::Executor;
+            sqlx::any::install_default_drivers();
+            let admin = sqlx::AnyPool::connect(&pg_admin_url()).await.expect("PostgreSQL reachable");
+            let _ = admin.execute(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {unique}"))).await;
+            admin.execute(sqlx::AssertSqlSafe(format!("CREATE DATABASE {unique}"))).await.unwrap();
+            let base = pg_admin_url();
+            let (prefix, _) = base.rsplit_once('/').unwrap();
+            format!("{prefix}/{unique}")
+        }
+    }
+}
+
+/// Drops a test database made by `fresh`.
+async fn drop_pg(url: &str) {
+    use sqlx::Executor;
+    let name = url.rsplit('/').next().unwrap();
+    let admin = sqlx::AnyPool::connect(&pg_admin_url()).await.unwrap();
+    admin.execute(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))).await.unwrap();
+}
+
+fn case(id: &str) -> Case {
+    let mut items = IndexMap::new();
+    items.insert(
+        "birth-cert".to_string(),
+        Item {
+            department: "health".into(),
+            prerequisites: vec![],
+            prereview_allowed: false,
+            complete_days: 1,
+            status: Status::Pending,
+            in_flight: None,
+            department_ref: None,
+            accepted_at: None,
+            dispatched_at: None,
+            results: IndexMap::new(),
+            stage: None,
+            withdrawing: false,
+        },
+    );
+    Case::new(id, "newborn", items, IndexMap::new(), serde_json::Value::Null)
+}
+
+fn event(case_id: &str, seq: i64) -> OutboxEvent {
+    OutboxEvent {
+        event_id: format!("{case_id}-{seq}"),
+        case_id: case_id.into(),
+        seq,
+        routing_key: "item.dispatched".into(),
+        body: format!("{{\"seq\":{seq}}}"),
+    }
+}
+
+fn timer(case_id: &str, kind: &str, clock: TimerClock, due: i64) -> NewTimer {
+    NewTimer {
+        case_id: case_id.into(),
+        item: "birth-cert".into(),
+        kind: kind.into(),
+        department: "health".into(),
+        clock,
+        due_at: due,
+        payload: serde_json::json!({"push": "submit"}),
+    }
+}
+
+async fn cases_events_and_versions(store: &Store) {
+    let c = case("C1");
+    let first = Update {
+        case_id: "C1".into(),
+        events: vec![event("C1", 1)],
+        timers: vec![timer("C1", "push", TimerClock::Real, 100)],
+        audit: vec![AuditRecord::new("C1", None, None, 1, "inbound", "submission", Some(b"{}"))],
+        now: 1,
+        ..Default::default()
+    };
+    assert_eq!(store.insert_case(&c, "{\"a\":1}", first.clone()).await.unwrap(), Inserted::New);
+    assert_eq!(
+        store.insert_case(&c, "{\"a\":2}", first).await.unwrap(),
+        Inserted::Existing { submission: "{\"a\":1}".into() },
+        "the id is taken; nothing else written"
+    );
+    let stored = store.load("C1").await.unwrap().unwrap();
+    assert_eq!(stored.version, 1);
+    assert_eq!(stored.state, c);
+
+    let mut next = c.clone();
+    next.seq = 2;
+    let upd = Update {
+        case_id: "C1".into(),
+        version: 1,
+        state: Some(next.clone()),
+        events: vec![event("C1", 2)],
+        now: 2,
+        ..Default::default()
+    };
+    assert!(store.save(&upd).await.unwrap());
+    assert!(!store.save(&upd).await.unwrap(), "a stale version is refused, and writes nothing");
+    assert_eq!(store.load("C1").await.unwrap().unwrap().version, 2);
+    let events = store.case_events("C1").await.unwrap();
+    assert_eq!(events.iter().map(|e| e.seq).collect::<Vec<_>>(), [1, 2]);
+
+    let pending = store.unpublished(10).await.unwrap();
+    assert_eq!(pending.iter().map(|e| e.event_id.as_str()).collect::<Vec<_>>(), ["C1-1", "C1-2"]);
+    store.mark_published("C1-1", 3).await.unwrap();
+    assert_eq!(store.unpublished(10).await.unwrap().len(), 1);
+    let counts = store.counts().await.unwrap();
+    assert_eq!((counts.cases, counts.unpublished, counts.timers), (1, 1, 1));
+}
+
+async fn timers_are_claimed_once_and_released_by_their_claim(store: &Store) {
+    let c = case("T1");
+    let first = Update {
+        case_id: "T1".into(),
+        timers: vec![timer("T1", "push", TimerClock::Real, 100), timer("T1", "poll", TimerClock::Gateway, 5000)],
+        now: 1,
+        ..Default::default()
+    };
+    store.insert_case(&c, "{}", first).await.unwrap();
+    // Only the real-clock timer is due.
+    let claimed = store.claim_due(1000, 1000, "a", Duration::from_secs(30), 10).await.unwrap();
+    assert_eq!(claimed.len(), 1);
+    assert_eq!(claimed[0].kind, "push");
+    assert!(store.claim_due(1000, 1000, "b", Duration::from_secs(30), 10).await.unwrap().is_empty(), "leased");
+    // An expired lease lets another instance take it; the gateway clock has passed 5000 too.
+    let again = store.claim_due(6000, 40_000, "b", Duration::from_secs(30), 10).await.unwrap();
+    assert_eq!(again.len(), 2);
+    // Releasing with a stale claim does nothing; with the current one it deletes.
+    let push = again.iter().find(|t| t.kind == "push").unwrap();
+    store.release(&[Release::Delete { id: push.id, token: claimed[0].token.clone() }]).await.unwrap();
+    assert_eq!(store.counts().await.unwrap().timers, 2);
+    store.release(&[Release::Delete { id: push.id, token: push.token.clone() }]).await.unwrap();
+    assert_eq!(store.counts().await.unwrap().timers, 1);
+    // Upserting a timer of the same case, item and kind replaces it.
+    let upd = Update {
+        case_id: "T1".into(),
+        timers: vec![timer("T1", "poll", TimerClock::Gateway, 9000)],
+        now: 2,
+        ..Default::default()
+    };
+    store.save(&upd).await.unwrap();
+    assert_eq!(store.timers_of("T1").await.unwrap(), vec![("birth-cert".to_string(), "poll".to_string(), 9000)]);
+}
+
+async fn audit_is_chained_per_case(store: &Store) {
+    let c = case("A1");
+    let recs: Vec<AuditRecord> = (0..3).map(|i| AuditRecord::new("A1", Some("birth-cert"), Some("health"), i, "push", format!("r{i}"), Some(b"x"))).collect();
+    store.insert_case(&c, "{}", Update { case_id: "A1".into(), audit: recs, now: 1, ..Default::default() }).await.unwrap();
+    let stored = store.case_audit("A1").await.unwrap();
+    assert_eq!(stored.len(), 3);
+    let mut prev: Option<String> = None;
+    for s in &stored {
+        assert_eq!(s.prev_hash, prev);
+        assert_eq!(s.hash, chain_hash(prev.as_deref(), &s.record));
+        prev = Some(s.hash.clone());
+    }
+}
+
+macro_rules! on_both {
+    ($name:ident) => {
+        mod $name {
+            #[tokio::test]
+            async fn sqlite() {
+                let store = onething::store::Store::open(&super::fresh("sqlite", stringify!($name)).await).await.unwrap();
+                super::$name(&store).await;
+            }
+            #[tokio::test]
+            async fn postgres() {
+                let url = super::fresh("pg", stringify!($name)).await;
+                let store = onething::store::Store::open(&url).await.unwrap();
+                super::$name(&store).await;
+                store.close().await;
+                super::drop_pg(&url).await;
+            }
+        }
+    };
+}
+
+on_both!(cases_events_and_versions);
+on_both!(timers_are_claimed_once_and_released_by_their_claim);
+on_both!(audit_is_chained_per_case);
+
+#[tokio::test]
+async fn reopening_keeps_everything_and_does_not_migrate_twice() {
+    let url = fresh("sqlite", "reopen").await;
+    {
+        let s = Store::open(&url).await.unwrap();
+        s.insert_case(&case("R1"), "{}", Update { case_id: "R1".into(), now: 1, ..Default::default() }).await.unwrap();
+    }
+    let s = Store::open(&url).await.unwrap();
+    assert!(s.load("R1").await.unwrap().is_some());
+}
