@@ -14,7 +14,7 @@ fn pg_admin_url() -> String {
 
 /// A fresh database URL for `name` on `backend`.
 async fn fresh(backend: &str, name: &str) -> String {
-    let unique = format!("onething_{name}_{}", std::process::id());
+    let unique = format!("ot_{}_{}", name.chars().take(24).collect::<String>(), std::process::id());
     match backend {
         "sqlite" => {
             let dir = std::env::temp_dir().join(&unique);
