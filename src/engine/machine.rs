@@ -4,7 +4,7 @@
 use chrono::{DateTime, FixedOffset};
 use serde_json::{Value, json};
 
-use super::{Case, Change, Deadlines, Effect, Event, Input, Push, Status, WithdrawAnswer};
+use super::{Case, Change, Deadlines, Effect, Event, Input, Limit, Push, Status, WithdrawAnswer};
 use crate::model::time::rfc3339;
 
 struct Machine<'a> {
@@ -46,6 +46,7 @@ pub fn apply(
         } => m.report(&item, reference, change),
         Input::Withdraw { reason } => m.withdraw(reason),
         Input::WithdrawAnswered { item, answer } => m.withdraw_answered(&item, answer),
+        Input::Overdue { item, limit, due_at } => m.overdue(&item, limit, due_at),
     }
     m.finish();
     m.fx
@@ -369,6 +370,21 @@ impl Machine<'_> {
             } else {
                 self.withdrawn(&item, Some(reason.clone()));
             }
+        }
+    }
+
+    fn overdue(&mut self, item: &str, limit: Limit, due_at: DateTime<FixedOffset>) {
+        let Some(it) = self.case.items.get(item) else { return };
+        let waiting = match limit {
+            Limit::Accept => it.status == Status::Dispatched,
+            Limit::Complete => it.status == Status::Accepted,
+        };
+        if waiting {
+            self.emit(
+                "item.overdue",
+                Some(item),
+                json!({ "limit": limit.as_str(), "due_at": rfc3339(due_at) }),
+            );
         }
     }
 

@@ -147,6 +147,31 @@ pub enum Input {
         item: String,
         answer: WithdrawAnswer,
     },
+    /// A time limit passed (督办): overdue if the item still waits for that decision.
+    Overdue {
+        item: String,
+        limit: Limit,
+        due_at: DateTime<FixedOffset>,
+    },
+}
+
+/// The two legal time limits of an item.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Limit {
+    /// 受理 within 1 working day of the push.
+    Accept,
+    /// 办结 within the promised working days of acceptance.
+    Complete,
+}
+
+impl Limit {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Limit::Accept => "accept",
+            Limit::Complete => "complete",
+        }
+    }
 }
 
 /// A report's change, with times already read.

@@ -500,3 +500,20 @@ fn accepted_carries_the_complete_deadline_and_starts_clocks() {
         item: "birth-cert".into()
     }));
 }
+
+#[test]
+fn overdue_only_while_the_decision_is_awaited() {
+    let mut c = newborn();
+    step(&mut c, Input::Received);
+    step(&mut c, taken("birth-cert", Push::Submit));
+    let due = now();
+    let od = |l| Input::Overdue { item: "birth-cert".into(), limit: l, due_at: due };
+    assert!(events(&step(&mut c, od(Limit::Complete))).is_empty(), "not accepted yet: no complete limit");
+    let fx = step(&mut c, od(Limit::Accept));
+    assert_eq!(events(&fx), ["item.overdue birth-cert"]);
+    let Effect::Emit(ev) = &fx[0] else { panic!() };
+    assert_eq!(ev.detail, json!({"limit": "accept", "due_at": "2026-03-16T09:15:00+08:00"}));
+    step(&mut c, report("birth-cert", Change::Accepted { at: None }));
+    assert!(events(&step(&mut c, od(Limit::Accept))).is_empty(), "accepted in the meantime");
+    assert_eq!(events(&step(&mut c, od(Limit::Complete))), ["item.overdue birth-cert"]);
+}

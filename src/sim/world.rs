@@ -316,6 +316,23 @@ impl World {
         r
     }
 
+    /// Adds fields to an application's kept request data (e.g. a withdrawal's reason) without
+    /// changing its timeline or generation; `None` when the reference is unknown.
+    pub fn annotate(
+        &self,
+        dept: &'static str,
+        reference: &str,
+        extra: serde_json::Map<String, Value>,
+    ) -> Option<App> {
+        let mut g = self.lock();
+        let (case_id, kind) = g.refs.get(&(dept, reference.to_string())).cloned()?;
+        let app = g.apps.get_mut(&(dept, case_id, kind))?;
+        if let Value::Object(d) = &mut app.data {
+            d.extend(extra);
+        }
+        Some(app.clone())
+    }
+
     /// Withdraws an application that is not final yet.
     pub fn withdraw(&self, dept: &'static str, reference: &str) -> Result<App, Refusal> {
         let timing = self.timing;
