@@ -13,6 +13,7 @@
 //! | [`translate`] | the `translate` verb: a dry run of one operation |
 //! | [`sim`] | the simulated department systems (`onething sim`); the gateway never imports it |
 
+pub mod broker;
 pub mod calendar;
 pub mod codec;
 pub mod config;
@@ -22,4 +23,5 @@ pub mod model;
 pub mod sim;
 pub mod store;
 pub mod translate;
+pub mod transport;
 pub mod validate;
