@@ -20,6 +20,7 @@ pub mod config;
 pub mod engine;
 pub mod mapping;
 pub mod model;
+pub mod runtime;
 pub mod sim;
 pub mod store;
 pub mod translate;

@@ -28,6 +28,15 @@ enum Command {
         #[arg(long)]
         config: Option<PathBuf>,
     },
+    /// The daemon: consume, translate, push, poll, publish, until SIGTERM/SIGINT.
+    Run {
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+    /// Print a case's items, their states and deadlines, and its audit trail.
+    Case {
+        case_id: String,
+    },
     /// Run the ten simulated department systems until SIGTERM/SIGINT.
     Sim {
         #[arg(long)]
@@ -123,6 +132,75 @@ fn run_sim(config: Option<PathBuf>, gateway: Option<String>) -> ExitCode {
     })
 }
 
+fn runtime() -> Result<tokio::runtime::Runtime, ExitCode> {
+    tokio::runtime::Runtime::new().map_err(|e| {
+        eprintln!("onething: {e}");
+        ExitCode::from(1)
+    })
+}
+
+fn run_daemon(config: Option<PathBuf>) -> ExitCode {
+    let dir = onething::config::config_dir(config.as_deref());
+    let env: onething::runtime::Env = std::sync::Arc::new(|k: &str| std::env::var(k).ok());
+    let cfg = match onething::runtime::RunConfig::from_env(dir, env) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("onething run: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let rt = match runtime() {
+        Ok(rt) => rt,
+        Err(code) => return code,
+    };
+    rt.block_on(async move {
+        let running = match onething::runtime::start(cfg).await {
+            Ok(r) => r,
+            Err(e) => {
+                let first = e.lines().next().unwrap_or_default().to_string();
+                eprintln!("onething run: {e}");
+                tracing::error!(reason = %first, "cannot start");
+                return ExitCode::from(2);
+            }
+        };
+        wait_for_signal().await;
+        tracing::info!("stopping: no new work, finishing what is in flight");
+        running.stop().await;
+        ExitCode::SUCCESS
+    })
+}
+
+fn show_case(case_id: &str) -> ExitCode {
+    let url = std::env::var("ONETHING_DATABASE_URL").unwrap_or_else(|_| "sqlite://data/onething.db".into());
+    let rt = match runtime() {
+        Ok(rt) => rt,
+        Err(code) => return code,
+    };
+    rt.block_on(async move {
+        let store = match onething::store::Store::open(&url).await {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!("onething case: {e}");
+                return ExitCode::from(2);
+            }
+        };
+        match onething::runtime::casefile::render(&store, case_id).await {
+            Ok(Some(text)) => {
+                print!("{text}");
+                ExitCode::SUCCESS
+            }
+            Ok(None) => {
+                eprintln!("onething case: unknown case {case_id}");
+                ExitCode::from(1)
+            }
+            Err(e) => {
+                eprintln!("onething case: {e}");
+                ExitCode::from(2)
+            }
+        }
+    })
+}
+
 async fn wait_for_signal() {
     use tokio::signal::unix::{SignalKind, signal};
     let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
@@ -144,13 +222,21 @@ fn load(config: Option<PathBuf>) -> Result<Mapping, ExitCode> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .init();
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
+    if matches!(cli.command, Command::Run { .. }) {
+        // The daemon: one JSON object per line on stdout.
+        tracing_subscriber::fmt()
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .with_env_filter(filter)
+            .init();
+    } else {
+        tracing_subscriber::fmt().with_writer(std::io::stderr).with_env_filter(filter).init();
+    }
     match cli.command {
+        Command::Run { config } => run_daemon(config),
+        Command::Case { case_id } => show_case(&case_id),
         Command::Sim { config, gateway } => run_sim(config, gateway),
         Command::Check { config } => {
             let dir = onething::config::config_dir(config.as_deref());

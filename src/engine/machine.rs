@@ -240,6 +240,20 @@ impl Machine<'_> {
         if it.department_ref.is_none() && reference.is_some() {
             it.department_ref = reference;
         }
+        // A report can overtake the answer to the push it is about: it shows the department took
+        // the push, so that comes first (the answer, when it arrives, changes nothing).
+        let implied = match (it.in_flight, &change) {
+            (_, Change::Dispatched) => None,
+            (Some(p @ (Push::Submit | Push::Prereview)), _) if it.status < Status::Prereview => Some(p),
+            (Some(Push::Complete), Change::Accepted { .. } | Change::Approved { .. } | Change::Denied { .. }) => Some(Push::Complete),
+            _ => None,
+        };
+        if let Some(p) = implied {
+            self.push_taken(item, p, None);
+            if self.status(item).is_final() {
+                return;
+            }
+        }
         match change {
             Change::Dispatched => {
                 let it = &self.case.items[item];

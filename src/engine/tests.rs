@@ -517,3 +517,21 @@ fn overdue_only_while_the_decision_is_awaited() {
     assert!(events(&step(&mut c, od(Limit::Accept))).is_empty(), "accepted in the meantime");
     assert_eq!(events(&step(&mut c, od(Limit::Complete))), ["item.overdue birth-cert"]);
 }
+
+#[test]
+fn a_report_that_overtakes_the_push_answer_implies_the_push_was_taken() {
+    let mut c = newborn();
+    step(&mut c, Input::Received);
+    // The pre-check passed before the pre-review push's answer was processed.
+    let fx = step(&mut c, report("medicare-enrol", Change::Progress { stage: "prereview-passed".into(), note: None }));
+    assert_eq!(events(&fx), ["item.prereview medicare-enrol", "item.progress medicare-enrol"]);
+    assert!(events(&step(&mut c, taken("medicare-enrol", Push::Prereview))).is_empty(), "the late answer changes nothing");
+    // Accepted before the follow-up's answer: dispatched first.
+    step(&mut c, taken("birth-cert", Push::Submit));
+    step(&mut c, report("birth-cert", approved(&[])));
+    step(&mut c, taken("hukou", Push::Submit));
+    let fx = step(&mut c, report("hukou", approved(&[("citizen_id", "x"), ("hukou_no", "y")])));
+    assert!(pushes(&fx).contains(&("medicare-enrol".into(), Push::Complete)));
+    let fx = step(&mut c, report("medicare-enrol", Change::Accepted { at: None }));
+    assert_eq!(events(&fx), ["item.dispatched medicare-enrol", "item.accepted medicare-enrol"]);
+}

@@ -492,23 +492,44 @@ impl Store {
             .bind(limit)
             .fetch_all(&self.pool)
             .await?;
-        rows.iter()
-            .map(|r| {
-                let clock: String = r.try_get(5)?;
-                let payload: String = r.try_get(7)?;
-                Ok(Timer {
-                    id: r.try_get(0)?,
-                    case_id: r.try_get(1)?,
-                    item: r.try_get(2)?,
-                    kind: r.try_get(3)?,
-                    department: r.try_get(4)?,
-                    clock: if clock == "g" { TimerClock::Gateway } else { TimerClock::Real },
-                    due_at: r.try_get(6)?,
-                    payload: serde_json::from_str(&payload).map_err(|e| StoreError::Corrupt(e.to_string()))?,
-                    token: token.clone(),
-                })
-            })
-            .collect()
+        rows.iter().map(|r| timer_row(r, &token)).collect()
+    }
+
+    /// Updates a claimed timer's payload and extends its lease (e.g. "sent" before a push goes
+    /// out, so that a crash leaves the outcome marked unknown). `false` if the claim was lost.
+    pub async fn touch(&self, id: i64, token: &str, payload: &serde_json::Value, lease_until: i64) -> Result<bool> {
+        let r = sqlx::query(self.sql("UPDATE timers SET payload = $1, lease_until = $2 WHERE id = $3 AND lease_owner = $4"))
+            .bind(payload.to_string())
+            .bind(lease_until)
+            .bind(id)
+            .bind(token)
+            .execute(&self.pool)
+            .await?;
+        Ok(r.rows_affected() == 1)
+    }
+
+    /// Claims due timers of one kind at one department (batch polls); `now` is (gateway, real).
+    pub async fn claim_kind(&self, kind: &str, department: &str, now: (i64, i64), owner: &str, lease: Duration, limit: i64) -> Result<Vec<Timer>> {
+        let (now_gateway, now_real) = now;
+        let token = format!("{owner}:{}", hex::encode(rand::random::<[u8; 6]>()));
+        let lock = if self.backend == Backend::Postgres { " FOR UPDATE SKIP LOCKED" } else { "" };
+        let q = format!(
+            "UPDATE timers SET lease_owner = $1, lease_until = $2 WHERE id IN (\
+               SELECT id FROM timers WHERE kind = $3 AND department = $4 AND ((clock = 'g' AND due_at <= $5) OR (clock = 'r' AND due_at <= $6)) \
+               AND (lease_until IS NULL OR lease_until < $6) ORDER BY due_at LIMIT $7{lock}) \
+             RETURNING id, case_id, item, kind, department, clock, due_at, payload"
+        );
+        let rows = sqlx::query(self.sql(&q))
+            .bind(&token)
+            .bind(now_real + lease.as_millis() as i64)
+            .bind(kind)
+            .bind(department)
+            .bind(now_gateway)
+            .bind(now_real)
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(|r| timer_row(r, &token)).collect()
     }
 
     /// Releases claimed timers outside a case update.
@@ -623,6 +644,22 @@ impl Store {
             timers: row.try_get(3)?,
         })
     }
+}
+
+fn timer_row(r: &sqlx::any::AnyRow, token: &str) -> Result<Timer> {
+    let clock: String = r.try_get(5)?;
+    let payload: String = r.try_get(7)?;
+    Ok(Timer {
+        id: r.try_get(0)?,
+        case_id: r.try_get(1)?,
+        item: r.try_get(2)?,
+        kind: r.try_get(3)?,
+        department: r.try_get(4)?,
+        clock: if clock == "g" { TimerClock::Gateway } else { TimerClock::Real },
+        due_at: r.try_get(6)?,
+        payload: serde_json::from_str(&payload).map_err(|e| StoreError::Corrupt(e.to_string()))?,
+        token: token.to_string(),
+    })
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

@@ -1,0 +1,222 @@
+//! The case writer: feeds inputs to the state machine and stores the outcome — new state, events
+//! (outbox), timers and audit records — in one transaction, retrying when another writer changed
+//! the case first. The only place where engine effects become durable work.
+
+use std::time::Duration;
+
+use chrono::{DateTime, FixedOffset};
+use serde_json::{Value, json};
+
+use super::gateway::Gateway;
+use crate::engine::{self, Case, Effect, Event, Input, Limit, Push};
+use crate::model::time::rfc3339;
+use crate::store::{AuditRecord, NewTimer, OutboxEvent, Release, StoreError, TimerClock, Update};
+
+/// Timer kinds.
+pub mod kind {
+    pub const PUSH: &str = "push";
+    pub const WITHDRAW: &str = "withdraw";
+    pub const QUERY: &str = "query";
+    pub const POLL: &str = "poll";
+    pub const ACCEPT: &str = "deadline-accept";
+    pub const COMPLETE: &str = "deadline-complete";
+    pub const NOT_TAKEN: &str = "not-taken";
+    /// Everything an item's final state makes pointless.
+    pub const ALL: &[&str] = &[PUSH, WITHDRAW, QUERY, POLL, ACCEPT, COMPLETE, NOT_TAKEN];
+}
+
+/// Extra work stored with the case change.
+#[derive(Debug, Default, Clone)]
+pub struct Extra {
+    pub audit: Vec<AuditRecord>,
+    pub release: Vec<Release>,
+    pub timers: Vec<NewTimer>,
+    pub drop_timers: Vec<(String, String)>,
+}
+
+/// What applying did.
+#[derive(Debug)]
+pub struct Applied {
+    pub case: Case,
+    /// Events emitted (empty: the input changed nothing).
+    pub events: Vec<Event>,
+}
+
+/// Builds the event message of amqp.md.
+pub fn event_json(case: &Case, ev: &Event, at: DateTime<FixedOffset>) -> Value {
+    json!({
+        "schema": "onething.event/v1",
+        "event_id": event_id(&case.case_id, ev.seq),
+        "type": ev.kind,
+        "case_id": case.case_id,
+        "onething": case.onething,
+        "item": ev.item,
+        "department": ev.department,
+        "status": ev.status.map(|s| s.as_str()),
+        "at": rfc3339(at),
+        "seq": ev.seq,
+        "detail": ev.detail,
+    })
+}
+
+/// A stable event id: the case and its sequence number.
+pub fn event_id(case_id: &str, seq: u64) -> String {
+    format!("{case_id}:{seq}")
+}
+
+fn push_name(p: Push) -> &'static str {
+    match p {
+        Push::Submit => "submit",
+        Push::Prereview => "prereview",
+        Push::Complete => "complete",
+    }
+}
+
+/// Turns effects into durable work.
+pub fn to_update(gw: &Gateway, case: &Case, effects: &[Effect], extra: &Extra) -> (Update, Vec<Event>) {
+    let now = gw.clock.now();
+    let now_ms = now.timestamp_millis();
+    let real_ms = gw.clock.real_ms();
+    let mut u = Update {
+        case_id: case.case_id.clone(),
+        now: now_ms,
+        audit: extra.audit.clone(),
+        release: extra.release.clone(),
+        drop_timers: extra.drop_timers.clone(),
+        ..Default::default()
+    };
+    // Extra timers first, so that an item's final state drops them too.
+    let mut timers: Vec<NewTimer> = extra.timers.clone();
+    let mut events = Vec::new();
+    let dept_of = |item: &str| case.items.get(item).map(|i| i.department.clone()).unwrap_or_default();
+    let timer = |item: &str, kind: &str, clock: TimerClock, due_at: i64, payload: Value| NewTimer {
+        case_id: case.case_id.clone(),
+        item: item.to_string(),
+        kind: kind.to_string(),
+        department: dept_of(item),
+        clock,
+        due_at,
+        payload,
+    };
+    for fx in effects {
+        match fx {
+            Effect::Emit(ev) => {
+                let body = event_json(case, ev, now);
+                u.events.push(OutboxEvent {
+                    event_id: event_id(&case.case_id, ev.seq),
+                    case_id: case.case_id.clone(),
+                    seq: ev.seq as i64,
+                    routing_key: ev.kind.to_string(),
+                    body: body.to_string(),
+                });
+                u.audit.push(AuditRecord::new(
+                    &case.case_id,
+                    ev.item.as_deref(),
+                    ev.department.as_deref(),
+                    now_ms,
+                    "event",
+                    format!("{} seq {} {}", ev.kind, ev.seq, ev.detail),
+                    None,
+                ));
+                if let Some(item) = &ev.item {
+                    match ev.kind {
+                        "item.dispatched" | "item.prereview" => {
+                            u.drop_timers.push((item.clone(), kind::NOT_TAKEN.into()));
+                            if let Some(t) = first_poll(gw, case, item, now_ms) {
+                                timers.push(t);
+                            }
+                        }
+                        _ => {}
+                    }
+                }
+                events.push(ev.clone());
+            }
+            Effect::Push { item, push } => timers.push(timer(
+                item,
+                kind::PUSH,
+                TimerClock::Real,
+                real_ms,
+                json!({ "push": push_name(*push), "attempts": 0, "sent": false }),
+            )),
+            Effect::Withdraw { item } => timers.push(timer(item, kind::WITHDRAW, TimerClock::Real, real_ms, json!({ "attempts": 0 }))),
+            Effect::Query { item } => timers.push(timer(item, kind::QUERY, TimerClock::Real, real_ms, json!({ "attempts": 0 }))),
+            Effect::AcceptClock { item, from } => {
+                let due = gw.calendar.deadline(*from, 1);
+                timers.push(timer(item, kind::ACCEPT, TimerClock::Gateway, due.timestamp_millis(), json!({ "due_at": rfc3339(due) })));
+            }
+            Effect::CompleteClock { item, from, days } => {
+                let due = gw.calendar.deadline(*from, *days);
+                timers.push(timer(item, kind::COMPLETE, TimerClock::Gateway, due.timestamp_millis(), json!({ "due_at": rfc3339(due) })));
+            }
+            Effect::StopClocks { item } => {
+                for k in kind::ALL {
+                    u.drop_timers.push((item.clone(), k.to_string()));
+                }
+                timers.retain(|t: &NewTimer| &t.item != item);
+            }
+        }
+    }
+    u.timers = timers;
+    (u, events)
+}
+
+/// The first poll of an item a department now holds: polled departments after their poll interval,
+/// connected ones after their quiet period (a lost callback delays a result, never loses it).
+fn first_poll(gw: &Gateway, case: &Case, item: &str, now_ms: i64) -> Option<NewTimer> {
+    let dept = gw.department(&case.items.get(item)?.department)?;
+    dept.items.get(item)?.query.as_ref()?;
+    let wait = if dept.connected { dept.limits.quiet } else { dept.limits.poll_interval };
+    Some(NewTimer {
+        case_id: case.case_id.clone(),
+        item: item.to_string(),
+        kind: kind::POLL.into(),
+        department: dept.id.clone(),
+        clock: TimerClock::Gateway,
+        due_at: now_ms + gw.clock.span_ms(wait),
+        payload: json!({ "quiet": 0 }),
+    })
+}
+
+/// Applies inputs to a stored case and saves the result; retries on a concurrent change.
+pub async fn apply(gw: &Gateway, case_id: &str, inputs: &[Input], extra: Extra) -> Result<Option<Applied>, StoreError> {
+    for _ in 0..20 {
+        let Some(stored) = gw.store.load(case_id).await? else {
+            return Ok(None);
+        };
+        let mut case = stored.state;
+        let now = gw.clock.now();
+        let mut effects = Vec::new();
+        for input in inputs {
+            effects.extend(engine::apply(&mut case, input.clone(), now, &gw.calendar));
+        }
+        let (mut update, events) = to_update(gw, &case, &effects, &extra);
+        update.version = stored.version;
+        update.state = Some(case.clone());
+        if gw.store.save(&update).await? {
+            if !update.timers.is_empty() {
+                gw.timers_added.notify_one();
+            }
+            if !update.events.is_empty() {
+                gw.events_added.notify_one();
+            }
+            return Ok(Some(Applied { case, events }));
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    Err(StoreError::Db(format!("case {case_id}: too many concurrent changes")))
+}
+
+/// The overdue input of a deadline timer.
+pub fn overdue_input(item: &str, kind_name: &str, payload: &Value) -> Option<Input> {
+    let limit = match kind_name {
+        kind::ACCEPT => Limit::Accept,
+        kind::COMPLETE => Limit::Complete,
+        _ => return None,
+    };
+    let due_at = payload.get("due_at").and_then(Value::as_str).and_then(crate::model::time::parse_rfc3339)?;
+    Some(Input::Overdue {
+        item: item.to_string(),
+        limit,
+        due_at,
+    })
+}

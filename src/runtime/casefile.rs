@@ -1,0 +1,66 @@
+//! `onething case CASE_ID`: a case's items, states, references and deadlines, then its audit
+//! trail as a timeline — what the hotline and supervisors ask about.
+
+use std::fmt::Write as _;
+
+use chrono::{DateTime, Utc};
+
+use super::apply::kind;
+use crate::model::time::{cst, rfc3339};
+use crate::store::{Store, StoreError};
+
+fn at(ms: i64) -> String {
+    DateTime::<Utc>::from_timestamp_millis(ms)
+        .map(|t| rfc3339(t.with_timezone(&cst())))
+        .unwrap_or_else(|| ms.to_string())
+}
+
+/// The readable case file, or `None` for an unknown case.
+pub async fn render(store: &Store, case_id: &str) -> Result<Option<String>, StoreError> {
+    let Some(stored) = store.load(case_id).await? else {
+        return Ok(None);
+    };
+    let case = &stored.state;
+    let timers = store.timers_of(case_id).await?;
+    let mut s = String::new();
+    let _ = writeln!(s, "case {}  ({})  {}", case.case_id, case.onething, if case.completed { "completed" } else { "open" });
+    if let Some(w) = &case.withdrawal {
+        let _ = writeln!(s, "withdrawn by the platform: {}", w.reason);
+    }
+    let _ = writeln!(s);
+    let _ = writeln!(s, "{:<18} {:<10} {:<11} {:<22} {:<26} {:<26}", "item", "department", "status", "department ref", "accept limit", "complete limit");
+    for (code, it) in &case.items {
+        let limit = |k: &str| {
+            timers
+                .iter()
+                .find(|(i, kk, _)| i == code && kk == k)
+                .map(|(_, _, due)| at(*due))
+                .unwrap_or_else(|| "-".into())
+        };
+        let _ = writeln!(
+            s,
+            "{:<18} {:<10} {:<11} {:<22} {:<26} {:<26}",
+            code,
+            it.department,
+            it.status.as_str(),
+            it.department_ref.as_deref().unwrap_or("-"),
+            limit(kind::ACCEPT),
+            limit(kind::COMPLETE)
+        );
+    }
+    let _ = writeln!(s, "\naudit trail");
+    for a in store.case_audit(case_id).await? {
+        let r = &a.record;
+        let _ = writeln!(
+            s,
+            "{}  {:<8} {:<18} {:<10} {}{}",
+            at(r.at),
+            r.kind,
+            r.item.as_deref().unwrap_or("-"),
+            r.department.as_deref().unwrap_or("-"),
+            crate::model::mask::mask_text(&r.summary),
+            r.body_sha256.as_deref().map(|h| format!("  sha256:{}", &h[..12])).unwrap_or_default()
+        );
+    }
+    Ok(Some(s))
+}

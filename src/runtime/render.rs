@@ -1,0 +1,49 @@
+//! Rendering one operation of an item for a stored case: the context the mapping sees (the
+//! submission, results so far, the department's reference, clocks, credentials, token).
+
+use minijinja::value::Value;
+
+use super::gateway::Gateway;
+use crate::engine::Case;
+use crate::mapping::context::{self, Clock as RenderClock, RenderInput};
+use crate::mapping::department::Department;
+use crate::mapping::expr::to_value;
+use crate::mapping::operation::{Operation, Request};
+use crate::translate::random_nonce;
+
+/// What else an operation may need.
+#[derive(Default)]
+pub struct Extras<'a> {
+    pub reason: Option<&'a str>,
+    pub refs: Option<Vec<String>>,
+    pub token: Option<&'a str>,
+}
+
+/// Renders `op` for `item` of `case` (whose submission is `submission`).
+pub fn render(gw: &Gateway, dept: &Department, op: &Operation, case: &Case, submission: &Value, item: &str, x: Extras<'_>) -> Result<Request, String> {
+    let it = case.items.get(item);
+    let nonce = random_nonce();
+    let ctx = context::build(RenderInput {
+        case: submission.clone(),
+        item,
+        results: to_value(&case.results()),
+        reference: it.and_then(|i| i.department_ref.as_deref()),
+        refs: x.refs,
+        reason: x.reason,
+        clock: RenderClock {
+            now: gw.clock.now(),
+            real_now: gw.clock.real_now(),
+        },
+        nonce: &nonce,
+        token: x.token,
+        env: gw.credentials_of(&dept.id),
+        codes: gw.mapping.codes_value.clone(),
+    });
+    op.render(ctx)
+}
+
+/// The submission as an expression value.
+pub fn submission_value(text: &str) -> Value {
+    let v: serde_json::Value = serde_json::from_str(text).unwrap_or(serde_json::Value::Null);
+    to_value(&v)
+}

@@ -1,0 +1,284 @@
+//! The whole chain for end-to-end tests: the simulators, the daemon (in-process, its own SQLite file,
+//! its own broker names and HTTP port), and a stand-in platform that publishes to the intake
+//! exchange and collects events and dead letters from the broker.
+
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use indexmap::IndexMap;
+use lapin::options::*;
+use lapin::types::FieldTable;
+use lapin::message::DeliveryResult;
+use lapin::{BasicProperties, Connection, ConnectionProperties};
+use onething::broker::Topology;
+use onething::runtime::{RunConfig, Running};
+use onething::sim::behaviour::Timing;
+use onething::sim::callback::CallbackSettings;
+use onething::sim::{SimConfig, SimHandle};
+use serde_json::Value;
+use tokio::sync::Notify;
+
+use crate::support::{CREDENTIALS, root};
+
+pub const AMQP: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
+
+/// A private copy of the mappings with test-speed retries and polls.
+pub fn fast_mappings(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("onething-e2e-{name}-{}/mappings", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    copy_dir(&root().join("mappings"), &dir);
+    let re = |s: &str, key: &str, value: &str| {
+        let r = regex::Regex::new(&format!(r#"(?m)^{key} = .*$"#)).unwrap();
+        r.replace_all(s, format!("{key} = {value}")).into_owned()
+    };
+    for e in std::fs::read_dir(dir.join("departments")).unwrap() {
+        let p = e.unwrap().path();
+        let mut s = std::fs::read_to_string(&p).unwrap();
+        s = re(&s, "attempts", "3");
+        s = re(&s, "initial", "\"20ms\"");
+        s = re(&s, "max", "\"100ms\"");
+        s = re(&s, "interval", "\"100ms\"");
+        s = re(&s, "quiet", "\"5s\"");
+        s = re(&s, "timeout", "\"5s\"");
+        std::fs::write(&p, s).unwrap();
+    }
+    dir
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        if e.path().is_dir() {
+            copy_dir(&e.path(), &to.join(e.file_name()));
+        } else {
+            std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
+        }
+    }
+}
+
+fn free_addr() -> SocketAddr {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap()
+}
+
+/// Events received per case, in arrival order.
+#[derive(Default)]
+struct Inbox {
+    events: Mutex<HashMap<String, Vec<Value>>>,
+    dead: Mutex<Vec<(Vec<u8>, FieldTable)>>,
+    changed: Notify,
+}
+
+pub struct Stack {
+    pub name: String,
+    pub sim: SimHandle,
+    pub daemon: Option<Running>,
+    pub topology: Topology,
+    pub work: PathBuf,
+    pub config: RunConfig,
+    channel: lapin::Channel,
+    _conn: Connection,
+    inbox: Arc<Inbox>,
+}
+
+impl Stack {
+    pub async fn start(name: &str) -> Stack {
+        Self::start_with(name, Timing { accept_after: Duration::ZERO, decide_after: Duration::ZERO }).await
+    }
+
+    pub async fn start_with(name: &str, timing: Timing) -> Stack {
+        let mappings = fast_mappings(name);
+        let work = mappings.parent().unwrap().to_path_buf();
+        let gateway_addr = free_addr();
+        let mut addrs = IndexMap::new();
+        for (id, _) in onething::sim::HTTP_SYSTEMS {
+            addrs.insert(*id, SocketAddr::from(([127, 0, 0, 1], 0)));
+        }
+        let nr_dir = work.join("exchange/nr");
+        let sim = onething::sim::start(SimConfig {
+            addrs,
+            nr_dir: nr_dir.clone(),
+            credentials: CREDENTIALS.clone(),
+            timing,
+            callbacks: CallbackSettings { gateway: format!("http://{gateway_addr}"), interval: Duration::from_millis(50), repeats: 5 },
+            gas_delay_max: Duration::from_millis(20),
+            nr_scan: Duration::from_millis(20),
+        })
+        .await
+        .unwrap();
+        let mut env: HashMap<String, String> = CREDENTIALS.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        for (id, addr) in &sim.addrs {
+            env.insert(format!("ONETHING_DEPT_{}_URL", id.to_ascii_uppercase()), format!("http://{addr}"));
+        }
+        env.insert("ONETHING_DEPT_NR_DIR".into(), nr_dir.display().to_string());
+        let suffix = format!(".{name}.{}", std::process::id());
+        let topology = Topology::with_suffix(&suffix);
+        let env = Arc::new(env);
+        let lookup: onething::runtime::Env = {
+            let env = env.clone();
+            Arc::new(move |k: &str| env.get(k).cloned())
+        };
+        let config = RunConfig {
+            config_dir: mappings,
+            database_url: format!("sqlite://{}/state.db", work.display()),
+            amqp_url: AMQP.into(),
+            http_addr: gateway_addr,
+            warp: 1.0,
+            topology: topology.clone(),
+            prefetch: 32,
+            instance: format!("test-{name}"),
+            env: lookup,
+        };
+        // The platform's side: an events queue bound to everything, and the dead-letter queue.
+        let conn = Connection::connect(AMQP, ConnectionProperties::default()).await.unwrap();
+        let channel = conn.create_channel().await.unwrap();
+        let inbox = Arc::new(Inbox::default());
+        let daemon = onething::runtime::start(config.clone()).await.unwrap();
+        wait_ready(daemon.addr).await;
+        let q = channel
+            .queue_declare("".into(), QueueDeclareOptions { exclusive: true, auto_delete: true, ..Default::default() }, FieldTable::default())
+            .await
+            .unwrap();
+        channel
+            .queue_bind(q.name().clone(), topology.events_exchange.as_str().into(), "#".into(), QueueBindOptions::default(), FieldTable::default())
+            .await
+            .unwrap();
+        let events = channel
+            .basic_consume(q.name().clone(), "events".into(), BasicConsumeOptions { no_ack: true, ..Default::default() }, FieldTable::default())
+            .await
+            .unwrap();
+        let ib = inbox.clone();
+        events.set_delegate(move |d: DeliveryResult| {
+            if let Ok(Some(d)) = d {
+                let v: Value = serde_json::from_slice(&d.data).unwrap_or(Value::Null);
+                let case = v["case_id"].as_str().unwrap_or_default().to_string();
+                ib.events.lock().unwrap().entry(case).or_default().push(v);
+                ib.changed.notify_waiters();
+            }
+            std::future::ready(())
+        });
+        let dead = channel
+            .basic_consume(topology.dead_queue.as_str().into(), "dead".into(), BasicConsumeOptions { no_ack: true, ..Default::default() }, FieldTable::default())
+            .await
+            .unwrap();
+        let ib = inbox.clone();
+        dead.set_delegate(move |d: DeliveryResult| {
+            if let Ok(Some(d)) = d {
+                let headers = d.properties.headers().clone().unwrap_or_default();
+                ib.dead.lock().unwrap().push((d.data.clone(), headers));
+                ib.changed.notify_waiters();
+            }
+            std::future::ready(())
+        });
+        Stack { name: name.into(), sim, daemon: Some(daemon), topology, work, config, channel, _conn: conn, inbox }
+    }
+
+    pub fn daemon(&self) -> &Running {
+        self.daemon.as_ref().expect("daemon running")
+    }
+
+    /// Publishes as the platform does.
+    pub async fn publish(&self, routing_key: &str, body: &[u8]) {
+        self.channel
+            .basic_publish(
+                self.topology.intake_exchange.as_str().into(),
+                routing_key.into(),
+                BasicPublishOptions::default(),
+                body,
+                BasicProperties::default().with_content_type("application/json".into()).with_delivery_mode(2),
+            )
+            .await
+            .unwrap()
+            .await
+            .unwrap();
+    }
+
+    pub async fn submit(&self, v: &Value) {
+        self.publish("submission", v.to_string().as_bytes()).await;
+    }
+
+    /// Waits (bounded) until `done` holds for the case's events; returns them.
+    pub async fn events_until(&self, case_id: &str, secs: u64, done: impl Fn(&[Value]) -> bool) -> Vec<Value> {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
+        loop {
+            let notified = self.inbox.changed.notified();
+            let current = self.inbox.events.lock().unwrap().get(case_id).cloned().unwrap_or_default();
+            if done(&current) {
+                return current;
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                panic!("{}: case {case_id} did not get there in {secs}s; events so far:\n{}", self.name, current.iter().map(|e| format!("  {} {} {}", e["seq"], e["type"], e["item"])).collect::<Vec<_>>().join("\n"));
+            }
+        }
+    }
+
+    /// Every event of the case until `case.completed`.
+    pub async fn completed(&self, case_id: &str) -> Vec<Value> {
+        self.events_until(case_id, 60, |evs| evs.iter().any(|e| e["type"] == "case.completed")).await
+    }
+
+    /// Waits for `n` dead letters in total.
+    pub async fn dead_letters(&self, n: usize) -> Vec<(Vec<u8>, FieldTable)> {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            let notified = self.inbox.changed.notified();
+            let d = self.inbox.dead.lock().unwrap().clone();
+            if d.len() >= n {
+                return d;
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                panic!("only {} dead letters", d.len());
+            }
+        }
+    }
+
+    pub fn events_of(&self, case_id: &str) -> Vec<Value> {
+        self.inbox.events.lock().unwrap().get(case_id).cloned().unwrap_or_default()
+    }
+
+    pub async fn stop(mut self) {
+        if let Some(d) = self.daemon.take() {
+            d.stop().await;
+        }
+        for (q, kind) in [(&self.topology.intake_queue, 0), (&self.topology.dead_queue, 0)] {
+            let _ = kind;
+            let _ = self.channel.queue_delete(q.as_str().into(), QueueDeleteOptions::default()).await;
+        }
+        for x in [&self.topology.intake_exchange, &self.topology.dead_exchange, &self.topology.events_exchange] {
+            let _ = self.channel.exchange_delete(x.as_str().into(), ExchangeDeleteOptions::default()).await;
+        }
+        self.sim.stop().await;
+        let _ = std::fs::remove_dir_all(&self.work);
+    }
+}
+
+/// The daemon declares the topology once connected to the broker: wait until `/readyz` says so.
+pub async fn wait_ready(addr: SocketAddr) {
+    let http = reqwest::Client::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Ok(r) = http.get(format!("http://{addr}/readyz")).send().await
+            && r.status().as_u16() == 200
+        {
+            return;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "the daemon never became ready");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Event types of the case in order, as `type item`.
+pub fn kinds(events: &[Value]) -> Vec<String> {
+    events
+        .iter()
+        .map(|e| match e["item"].as_str() {
+            Some(i) => format!("{} {i}", e["type"].as_str().unwrap_or("")),
+            None => e["type"].as_str().unwrap_or("").to_string(),
+        })
+        .collect()
+}
