@@ -45,6 +45,7 @@ pub fn fast_mappings(name: &str) -> PathBuf {
         s = re(&s, "interval", "\"100ms\"");
         s = re(&s, "quiet", "\"5s\"");
         s = re(&s, "timeout", "\"5s\"");
+        s = re(&s, "not_taken_after", "\"3s\"");
         std::fs::write(&p, s).unwrap();
     }
     dir
@@ -235,6 +236,13 @@ impl Stack {
                 panic!("only {} dead letters", d.len());
             }
         }
+    }
+
+    /// `/_sim/stats` of every system.
+    pub async fn sim_stats(&self) -> Value {
+        let url = format!("{}/_sim/stats", self.sim.url("health"));
+        let b = reqwest::get(url).await.unwrap().bytes().await.unwrap();
+        serde_json::from_slice(&b).unwrap()
     }
 
     pub fn events_of(&self, case_id: &str) -> Vec<Value> {
