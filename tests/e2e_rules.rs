@@ -8,8 +8,10 @@ use serde_json::Value;
 use stack::Stack;
 use support::fixture;
 
-/// (fixture, where the name is, the items and their departments in the one-thing).
-const THINGS: &[(&str, &[&str], &[(&str, &str)])] = &[
+/// A one-thing: its fixture, where the name is, its items with their departments.
+type Thing = (&'static str, &'static [&'static str], &'static [(&'static str, &'static str)]);
+
+const THINGS: &[Thing] = &[
     ("newborn.json", &["form", "child", "name"], &[("birth-cert", "health"), ("hukou", "police"), ("medicare-enrol", "medicare"), ("social-card", "hrss")]),
     ("restaurant.json", &["form", "company", "name"], &[("business-licence", "amr"), ("food-permit", "amr"), ("seal", "police"), ("tax-registration", "tax")]),
     ("house-transfer.json", &["form", "buyer", "name"], &[("property-transfer", "nr"), ("water-transfer", "water"), ("power-transfer", "power"), ("gas-transfer", "gas")]),
