@@ -62,22 +62,19 @@ impl Session {
             lapin::Error::from(io::Error::new(io::ErrorKind::InvalidInput, e))
         })?;
         let abandoned = Arc::new(AtomicBool::new(false));
-        let attempt = Self::open_inner(uri, shared, generation, abandoned.clone());
-        match tokio::time::timeout(OPEN_TIMEOUT, attempt).await {
-            Ok(Ok(session)) => Ok(session),
-            Ok(Err(err)) => {
-                abandoned.store(true, Ordering::SeqCst);
-                Err(err)
-            }
+        // Unless the session comes up, lapin must not keep reconnecting it, even when this
+        // future is dropped half-way (the broker was closed meanwhile).
+        let guard = AbandonUnlessKept(Some(abandoned.clone()));
+        let attempt = Self::open_inner(uri, shared, generation, abandoned);
+        let session = match tokio::time::timeout(OPEN_TIMEOUT, attempt).await {
+            Ok(opened) => opened?,
             Err(_) => {
-                abandoned.store(true, Ordering::SeqCst);
-                Err(io::Error::new(
-                    io::ErrorKind::TimedOut,
-                    "opening the broker session timed out",
-                )
-                .into())
+                let err = io::Error::new(io::ErrorKind::TimedOut, "opening the session timed out");
+                return Err(err.into());
             }
-        }
+        };
+        guard.keep();
+        Ok(session)
     }
 
     async fn open_inner(
@@ -164,10 +161,32 @@ impl Session {
     }
 }
 
-/// Whether an error on the first connection attempt is a configuration problem (refused login,
-/// unknown vhost, a queue declared with other arguments) rather than an outage.
+/// Sets the flag on drop unless [`AbandonUnlessKept::keep`] was called.
+struct AbandonUnlessKept(Option<Arc<AtomicBool>>);
+
+impl AbandonUnlessKept {
+    fn keep(mut self) {
+        self.0 = None;
+    }
+}
+
+impl Drop for AbandonUnlessKept {
+    fn drop(&mut self) {
+        if let Some(flag) = self.0.take() {
+            flag.store(true, Ordering::SeqCst);
+        }
+    }
+}
+
+/// Whether an error on the first connection attempt is a configuration problem rather than an
+/// outage: login refused (403), a queue or exchange declared with other arguments (406), an unknown
+/// vhost (530), or not an AMQP 0-9-1 server.
 pub(crate) fn is_permanent(err: &lapin::Error) -> bool {
-    err.is_amqp_error() || matches!(err.kind(), lapin::ErrorKind::InvalidProtocolVersion(_))
+    match err.kind() {
+        lapin::ErrorKind::ProtocolError(amqp) => matches!(amqp.get_id(), 403 | 406 | 530),
+        lapin::ErrorKind::InvalidProtocolVersion(_) => true,
+        _ => false,
+    }
 }
 
 /// Our own back-off between session attempts (after lapin's recovery gave up): unbounded.
