@@ -34,9 +34,7 @@ enum Command {
         config: Option<PathBuf>,
     },
     /// Print a case's items, their states and deadlines, and its audit trail.
-    Case {
-        case_id: String,
-    },
+    Case { case_id: String },
     /// Run the ten simulated department systems until SIGTERM/SIGINT.
     Sim {
         #[arg(long)]
@@ -171,7 +169,8 @@ fn run_daemon(config: Option<PathBuf>) -> ExitCode {
 }
 
 fn show_case(case_id: &str) -> ExitCode {
-    let url = std::env::var("ONETHING_DATABASE_URL").unwrap_or_else(|_| "sqlite://data/onething.db".into());
+    let url = std::env::var("ONETHING_DATABASE_URL")
+        .unwrap_or_else(|_| "sqlite://data/onething.db".into());
     let rt = match runtime() {
         Ok(rt) => rt,
         Err(code) => return code,
@@ -222,7 +221,8 @@ fn load(config: Option<PathBuf>) -> Result<Mapping, ExitCode> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
+    let filter =
+        tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
     if matches!(cli.command, Command::Run { .. }) {
         // The daemon: one JSON object per line on stdout.
         tracing_subscriber::fmt()
@@ -232,7 +232,10 @@ fn main() -> ExitCode {
             .with_env_filter(filter)
             .init();
     } else {
-        tracing_subscriber::fmt().with_writer(std::io::stderr).with_env_filter(filter).init();
+        tracing_subscriber::fmt()
+            .with_writer(std::io::stderr)
+            .with_env_filter(filter)
+            .init();
     }
     match cli.command {
         Command::Run { config } => run_daemon(config),

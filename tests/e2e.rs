@@ -15,7 +15,10 @@ fn seqs_are_gapless(events: &[Value]) {
 }
 
 fn position(events: &[String], what: &str) -> usize {
-    events.iter().position(|e| e == what).unwrap_or_else(|| panic!("no `{what}` in {events:#?}"))
+    events
+        .iter()
+        .position(|e| e == what)
+        .unwrap_or_else(|| panic!("no `{what}` in {events:#?}"))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -30,30 +33,59 @@ async fn the_three_examples_complete_with_their_events_in_order() {
     let k = kinds(&ev);
     assert_eq!(k[0], "case.received");
     assert!(position(&k, "item.approved birth-cert") < position(&k, "item.dispatched hukou"));
-    assert!(position(&k, "item.prereview medicare-enrol") < position(&k, "item.approved hukou"));
+    assert!(
+        position(&k, "item.prereview medicare-enrol")
+            < position(&k, "item.dispatched medicare-enrol")
+    );
     assert!(position(&k, "item.approved hukou") < position(&k, "item.dispatched medicare-enrol"));
     for item in ["birth-cert", "hukou", "medicare-enrol", "social-card"] {
-        assert!(position(&k, &format!("item.accepted {item}")) < position(&k, &format!("item.approved {item}")));
+        assert!(
+            position(&k, &format!("item.accepted {item}"))
+                < position(&k, &format!("item.approved {item}"))
+        );
     }
     let done = ev.last().unwrap();
     assert_eq!(done["type"], "case.completed");
     assert_eq!(done["detail"]["items"]["social-card"], "approved");
-    let hukou = ev.iter().find(|e| e["type"] == "item.approved" && e["item"] == "hukou").unwrap();
-    assert!(onething::validate::gb11643_valid(hukou["detail"]["results"]["citizen_id"].as_str().unwrap()));
+    let hukou = ev
+        .iter()
+        .find(|e| e["type"] == "item.approved" && e["item"] == "hukou")
+        .unwrap();
+    assert!(onething::validate::gb11643_valid(
+        hukou["detail"]["results"]["citizen_id"].as_str().unwrap()
+    ));
 
     let ev = stack.completed("410225-20260317-000045").await;
     seqs_are_gapless(&ev);
     let k = kinds(&ev);
     assert!(position(&k, "item.approved business-licence") < position(&k, "item.dispatched seal"));
-    assert!(position(&k, "item.approved business-licence") < position(&k, "item.dispatched tax-registration"));
-    assert!(position(&k, "item.prereview food-permit") < position(&k, "item.approved business-licence"));
-    assert_eq!(ev.last().unwrap()["detail"]["items"]["food-permit"], "approved");
+    assert!(
+        position(&k, "item.approved business-licence")
+            < position(&k, "item.dispatched tax-registration")
+    );
+    // The pre-review push goes out at once; its follow-up only after the licence is approved.
+    assert!(
+        position(&k, "item.prereview food-permit") < position(&k, "item.dispatched food-permit")
+    );
+    assert!(
+        position(&k, "item.approved business-licence")
+            < position(&k, "item.dispatched food-permit")
+    );
+    assert_eq!(
+        ev.last().unwrap()["detail"]["items"]["food-permit"],
+        "approved"
+    );
 
     let ev = stack.completed("410225-20260318-000007").await;
     seqs_are_gapless(&ev);
     let k = kinds(&ev);
-    assert!(position(&k, "item.waiting gas-transfer") < position(&k, "item.approved property-transfer"));
-    assert_eq!(ev.last().unwrap()["detail"]["items"]["gas-transfer"], "approved");
+    assert!(
+        position(&k, "item.waiting gas-transfer") < position(&k, "item.approved property-transfer")
+    );
+    assert_eq!(
+        ev.last().unwrap()["detail"]["items"]["gas-transfer"],
+        "approved"
+    );
     for e in &ev {
         assert_eq!(e["schema"], "onething.event/v1");
         assert!(e["at"].as_str().unwrap().ends_with("+08:00"));

@@ -9,12 +9,43 @@ use stack::Stack;
 use support::fixture;
 
 /// A one-thing: its fixture, where the name is, its items with their departments.
-type Thing = (&'static str, &'static [&'static str], &'static [(&'static str, &'static str)]);
+type Thing = (
+    &'static str,
+    &'static [&'static str],
+    &'static [(&'static str, &'static str)],
+);
 
 const THINGS: &[Thing] = &[
-    ("newborn.json", &["form", "child", "name"], &[("birth-cert", "health"), ("hukou", "police"), ("medicare-enrol", "medicare"), ("social-card", "hrss")]),
-    ("restaurant.json", &["form", "company", "name"], &[("business-licence", "amr"), ("food-permit", "amr"), ("seal", "police"), ("tax-registration", "tax")]),
-    ("house-transfer.json", &["form", "buyer", "name"], &[("property-transfer", "nr"), ("water-transfer", "water"), ("power-transfer", "power"), ("gas-transfer", "gas")]),
+    (
+        "newborn.json",
+        &["form", "child", "name"],
+        &[
+            ("birth-cert", "health"),
+            ("hukou", "police"),
+            ("medicare-enrol", "medicare"),
+            ("social-card", "hrss"),
+        ],
+    ),
+    (
+        "restaurant.json",
+        &["form", "company", "name"],
+        &[
+            ("business-licence", "amr"),
+            ("food-permit", "amr"),
+            ("seal", "police"),
+            ("tax-registration", "tax"),
+        ],
+    ),
+    (
+        "house-transfer.json",
+        &["form", "buyer", "name"],
+        &[
+            ("property-transfer", "nr"),
+            ("water-transfer", "water"),
+            ("power-transfer", "power"),
+            ("gas-transfer", "gas"),
+        ],
+    ),
 ];
 
 /// Items that depend, directly or not, on `item`.
@@ -54,19 +85,27 @@ async fn rule_everywhere(marker: &str, want: &str, name: &str) {
         depts.dedup();
         for (d, dept) in depts.iter().enumerate() {
             let case_id = format!("410225-{name}-{t}{d}");
-            stack.submit(&with_name(f, path, &format!("王{marker}:{dept}"), &case_id)).await;
+            stack
+                .submit(&with_name(f, path, &format!("王{marker}:{dept}"), &case_id))
+                .await;
             cases.push((case_id, *items, *dept));
         }
     }
     for (case_id, items, dept) in cases {
         let ev = stack.completed(&case_id).await;
         let finals = &ev.last().unwrap()["detail"]["items"];
-        let targeted: Vec<&str> = items.iter().filter(|(_, d)| *d == dept).map(|(i, _)| *i).collect();
+        let targeted: Vec<&str> = items
+            .iter()
+            .filter(|(_, d)| *d == dept)
+            .map(|(i, _)| *i)
+            .collect();
         // At amr a refused business licence also cancels the food permit that depends on it.
         let first = targeted[0];
         let mut expect: Vec<(&str, String)> = Vec::new();
         for (item, _) in items {
-            let s = if *item == first || (targeted.contains(item) && !dependants(first).contains(item)) {
+            let s = if *item == first
+                || (targeted.contains(item) && !dependants(first).contains(item))
+            {
                 want.to_string()
             } else if dependants(first).contains(item) {
                 "cancelled".to_string()
@@ -81,7 +120,11 @@ async fn rule_everywhere(marker: &str, want: &str, name: &str) {
             if !ok && s == "cancelled" && targeted.contains(&item) {
                 ok = finals[item] == want;
             }
-            assert!(ok, "{case_id} ({marker} at {dept}): {item} is {}, expected {s}", finals[item]);
+            assert!(
+                ok,
+                "{case_id} ({marker} at {dept}): {item} is {}, expected {s}",
+                finals[item]
+            );
         }
         let seqs: Vec<u64> = ev.iter().map(|e| e["seq"].as_u64().unwrap()).collect();
         assert_eq!(seqs, (1..=seqs.len() as u64).collect::<Vec<_>>());
@@ -108,11 +151,16 @@ async fn unreachable_departments_fail_their_items() {
 async fn flaky_departments_succeed_on_the_third_push() {
     let stack = Stack::start("flaky").await;
     for (t, (f, path, _)) in THINGS.iter().enumerate() {
-        stack.submit(&with_name(f, path, "王抖动", &format!("410225-flaky-{t}"))).await;
+        stack
+            .submit(&with_name(f, path, "王抖动", &format!("410225-flaky-{t}")))
+            .await;
     }
     for t in 0..THINGS.len() {
         let ev = stack.completed(&format!("410225-flaky-{t}")).await;
-        let finals = ev.last().unwrap()["detail"]["items"].as_object().unwrap().clone();
+        let finals = ev.last().unwrap()["detail"]["items"]
+            .as_object()
+            .unwrap()
+            .clone();
         assert!(finals.values().all(|s| s == "approved"), "{finals:?}");
     }
     // Each item was applied for once, though pushed three times.
@@ -125,7 +173,14 @@ async fn flaky_departments_succeed_on_the_third_push() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_rule_aimed_at_one_department_leaves_the_others_alone() {
     let stack = Stack::start("aimed").await;
-    stack.submit(&with_name("newborn.json", &["form", "child", "name"], "王驳回:hrss", "410225-aimed-1")).await;
+    stack
+        .submit(&with_name(
+            "newborn.json",
+            &["form", "child", "name"],
+            "王驳回:hrss",
+            "410225-aimed-1",
+        ))
+        .await;
     let ev = stack.completed("410225-aimed-1").await;
     let finals = &ev.last().unwrap()["detail"]["items"];
     assert_eq!(finals["social-card"], "rejected");

@@ -8,7 +8,11 @@ use std::process::{Command, Stdio};
 use support::root;
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 #[test]
@@ -16,12 +20,20 @@ fn sim_starts_every_system_and_stops_on_sigterm() {
     let dir = std::env::temp_dir().join(format!("onething-sim-cli-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_onething"));
-    cmd.current_dir(root()).args(["sim", "--gateway", "http://127.0.0.1:9"]).env("RUST_LOG", "info").stderr(Stdio::piped());
+    cmd.current_dir(root())
+        .args(["sim", "--gateway", "http://127.0.0.1:9"])
+        .env("RUST_LOG", "info")
+        .stderr(Stdio::piped());
     let mut ports = Vec::new();
-    for id in ["HEALTH", "POLICE", "MEDICARE", "HRSS", "AMR", "TAX", "WATER", "POWER", "GAS"] {
+    for id in [
+        "HEALTH", "POLICE", "MEDICARE", "HRSS", "AMR", "TAX", "WATER", "POWER", "GAS",
+    ] {
         let p = free_port();
         ports.push(p);
-        cmd.env(format!("ONETHING_DEPT_{id}_URL"), format!("http://127.0.0.1:{p}"));
+        cmd.env(
+            format!("ONETHING_DEPT_{id}_URL"),
+            format!("http://127.0.0.1:{p}"),
+        );
     }
     cmd.env("ONETHING_DEPT_NR_DIR", &dir);
     let mut child = cmd.spawn().unwrap();
@@ -42,13 +54,20 @@ fn sim_starts_every_system_and_stops_on_sigterm() {
     for p in &ports {
         let mut s = std::net::TcpStream::connect(("127.0.0.1", *p)).expect("listening");
         use std::io::{Read, Write};
-        s.write_all(b"GET /_sim/stats HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").unwrap();
+        s.write_all(b"GET /_sim/stats HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            .unwrap();
         let mut answer = String::new();
         s.read_to_string(&mut answer).unwrap();
         assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
     }
-    assert!(dir.join("outbox").is_dir() && dir.join("inbox").is_dir(), "nr's folder is ready");
-    let status = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    assert!(
+        dir.join("outbox").is_dir() && dir.join("inbox").is_dir(),
+        "nr's folder is ready"
+    );
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
     assert!(status.success());
     let exit = child.wait().unwrap();
     assert_eq!(exit.code(), Some(0), "clean stop");

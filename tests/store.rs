@@ -5,16 +5,23 @@ use std::time::Duration;
 
 use indexmap::IndexMap;
 use onething::engine::{Case, Item, Status};
-use onething::store::{AuditRecord, Inserted, NewTimer, OutboxEvent, Release, Store, TimerClock, Update, chain_hash};
+use onething::store::{
+    AuditRecord, Inserted, NewTimer, OutboxEvent, Release, Store, TimerClock, Update, chain_hash,
+};
 
 /// PostgreSQL for tests: `ONETHING_TEST_POSTGRES` (default the machine's trust-auth server).
 fn pg_admin_url() -> String {
-    std::env::var("ONETHING_TEST_POSTGRES").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
+    std::env::var("ONETHING_TEST_POSTGRES")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
 }
 
 /// A fresh database URL for `name` on `backend`.
 async fn fresh(backend: &str, name: &str) -> String {
-    let unique = format!("ot_{}_{}", name.chars().take(24).collect::<String>(), std::process::id());
+    let unique = format!(
+        "ot_{}_{}",
+        name.chars().take(24).collect::<String>(),
+        std::process::id()
+    );
     match backend {
         "sqlite" => {
             let dir = std::env::temp_dir().join(&unique);
@@ -24,9 +31,18 @@ async fn fresh(backend: &str, name: &str) -> String {
         _ => {
             use sqlx::Executor;
             sqlx::any::install_default_drivers();
-            let admin = sqlx::AnyPool::connect(&pg_admin_url()).await.expect("PostgreSQL reachable");
-            let _ = admin.execute(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {unique}"))).await;
-            admin.execute(sqlx::AssertSqlSafe(format!("CREATE DATABASE {unique}"))).await.unwrap();
+            let admin = sqlx::AnyPool::connect(&pg_admin_url())
+                .await
+                .expect("PostgreSQL reachable");
+            let _ = admin
+                .execute(sqlx::AssertSqlSafe(format!(
+                    "DROP DATABASE IF EXISTS {unique}"
+                )))
+                .await;
+            admin
+                .execute(sqlx::AssertSqlSafe(format!("CREATE DATABASE {unique}")))
+                .await
+                .unwrap();
             let base = pg_admin_url();
             let (prefix, _) = base.rsplit_once('/').unwrap();
             format!("{prefix}/{unique}")
@@ -39,7 +55,12 @@ async fn drop_pg(url: &str) {
     use sqlx::Executor;
     let name = url.rsplit('/').next().unwrap();
     let admin = sqlx::AnyPool::connect(&pg_admin_url()).await.unwrap();
-    admin.execute(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))).await.unwrap();
+    admin
+        .execute(sqlx::AssertSqlSafe(format!(
+            "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+        )))
+        .await
+        .unwrap();
 }
 
 fn case(id: &str) -> Case {
@@ -61,7 +82,13 @@ fn case(id: &str) -> Case {
             withdrawing: false,
         },
     );
-    Case::new(id, "newborn", items, IndexMap::new(), serde_json::Value::Null)
+    Case::new(
+        id,
+        "newborn",
+        items,
+        IndexMap::new(),
+        serde_json::Value::Null,
+    )
 }
 
 fn event(case_id: &str, seq: i64) -> OutboxEvent {
@@ -92,14 +119,30 @@ async fn cases_events_and_versions(store: &Store) {
         case_id: "C1".into(),
         events: vec![event("C1", 1)],
         timers: vec![timer("C1", "push", TimerClock::Real, 100)],
-        audit: vec![AuditRecord::new("C1", None, None, 1, "inbound", "submission", Some(b"{}"))],
+        audit: vec![AuditRecord::new(
+            "C1",
+            None,
+            None,
+            1,
+            "inbound",
+            "submission",
+            Some(b"{}"),
+        )],
         now: 1,
         ..Default::default()
     };
-    assert_eq!(store.insert_case(&c, "{\"a\":1}", first.clone()).await.unwrap(), Inserted::New);
+    assert_eq!(
+        store
+            .insert_case(&c, "{\"a\":1}", first.clone())
+            .await
+            .unwrap(),
+        Inserted::New
+    );
     assert_eq!(
         store.insert_case(&c, "{\"a\":2}", first).await.unwrap(),
-        Inserted::Existing { submission: "{\"a\":1}".into() },
+        Inserted::Existing {
+            submission: "{\"a\":1}".into()
+        },
         "the id is taken; nothing else written"
     );
     let stored = store.load("C1").await.unwrap().unwrap();
@@ -117,13 +160,22 @@ async fn cases_events_and_versions(store: &Store) {
         ..Default::default()
     };
     assert!(store.save(&upd).await.unwrap());
-    assert!(!store.save(&upd).await.unwrap(), "a stale version is refused, and writes nothing");
+    assert!(
+        !store.save(&upd).await.unwrap(),
+        "a stale version is refused, and writes nothing"
+    );
     assert_eq!(store.load("C1").await.unwrap().unwrap().version, 2);
     let events = store.case_events("C1").await.unwrap();
     assert_eq!(events.iter().map(|e| e.seq).collect::<Vec<_>>(), [1, 2]);
 
     let pending = store.unpublished(10).await.unwrap();
-    assert_eq!(pending.iter().map(|e| e.event_id.as_str()).collect::<Vec<_>>(), ["C1-1", "C1-2"]);
+    assert_eq!(
+        pending
+            .iter()
+            .map(|e| e.event_id.as_str())
+            .collect::<Vec<_>>(),
+        ["C1-1", "C1-2"]
+    );
     store.mark_published("C1-1", 3).await.unwrap();
     assert_eq!(store.unpublished(10).await.unwrap().len(), 1);
     let counts = store.counts().await.unwrap();
@@ -134,24 +186,52 @@ async fn timers_are_claimed_once_and_released_by_their_claim(store: &Store) {
     let c = case("T1");
     let first = Update {
         case_id: "T1".into(),
-        timers: vec![timer("T1", "push", TimerClock::Real, 100), timer("T1", "poll", TimerClock::Gateway, 5000)],
+        timers: vec![
+            timer("T1", "push", TimerClock::Real, 100),
+            timer("T1", "poll", TimerClock::Gateway, 5000),
+        ],
         now: 1,
         ..Default::default()
     };
     store.insert_case(&c, "{}", first).await.unwrap();
     // Only the real-clock timer is due.
-    let claimed = store.claim_due(1000, 1000, "a", Duration::from_secs(30), 10).await.unwrap();
+    let claimed = store
+        .claim_due(1000, 1000, "a", Duration::from_secs(30), 10)
+        .await
+        .unwrap();
     assert_eq!(claimed.len(), 1);
     assert_eq!(claimed[0].kind, "push");
-    assert!(store.claim_due(1000, 1000, "b", Duration::from_secs(30), 10).await.unwrap().is_empty(), "leased");
+    assert!(
+        store
+            .claim_due(1000, 1000, "b", Duration::from_secs(30), 10)
+            .await
+            .unwrap()
+            .is_empty(),
+        "leased"
+    );
     // An expired lease lets another instance take it; the gateway clock has passed 5000 too.
-    let again = store.claim_due(6000, 40_000, "b", Duration::from_secs(30), 10).await.unwrap();
+    let again = store
+        .claim_due(6000, 40_000, "b", Duration::from_secs(30), 10)
+        .await
+        .unwrap();
     assert_eq!(again.len(), 2);
     // Releasing with a stale claim does nothing; with the current one it deletes.
     let push = again.iter().find(|t| t.kind == "push").unwrap();
-    store.release(&[Release::Delete { id: push.id, token: claimed[0].token.clone() }]).await.unwrap();
+    store
+        .release(&[Release::Delete {
+            id: push.id,
+            token: claimed[0].token.clone(),
+        }])
+        .await
+        .unwrap();
     assert_eq!(store.counts().await.unwrap().timers, 2);
-    store.release(&[Release::Delete { id: push.id, token: push.token.clone() }]).await.unwrap();
+    store
+        .release(&[Release::Delete {
+            id: push.id,
+            token: push.token.clone(),
+        }])
+        .await
+        .unwrap();
     assert_eq!(store.counts().await.unwrap().timers, 1);
     // Upserting a timer of the same case, item and kind replaces it.
     let upd = Update {
@@ -161,13 +241,40 @@ async fn timers_are_claimed_once_and_released_by_their_claim(store: &Store) {
         ..Default::default()
     };
     store.save(&upd).await.unwrap();
-    assert_eq!(store.timers_of("T1").await.unwrap(), vec![("birth-cert".to_string(), "poll".to_string(), 9000)]);
+    assert_eq!(
+        store.timers_of("T1").await.unwrap(),
+        vec![("birth-cert".to_string(), "poll".to_string(), 9000)]
+    );
 }
 
 async fn audit_is_chained_per_case(store: &Store) {
     let c = case("A1");
-    let recs: Vec<AuditRecord> = (0..3).map(|i| AuditRecord::new("A1", Some("birth-cert"), Some("health"), i, "push", format!("r{i}"), Some(b"x"))).collect();
-    store.insert_case(&c, "{}", Update { case_id: "A1".into(), audit: recs, now: 1, ..Default::default() }).await.unwrap();
+    let recs: Vec<AuditRecord> = (0..3)
+        .map(|i| {
+            AuditRecord::new(
+                "A1",
+                Some("birth-cert"),
+                Some("health"),
+                i,
+                "push",
+                format!("r{i}"),
+                Some(b"x"),
+            )
+        })
+        .collect();
+    store
+        .insert_case(
+            &c,
+            "{}",
+            Update {
+                case_id: "A1".into(),
+                audit: recs,
+                now: 1,
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
     let stored = store.case_audit("A1").await.unwrap();
     assert_eq!(stored.len(), 3);
     let mut prev: Option<String> = None;
@@ -183,7 +290,10 @@ macro_rules! on_both {
         mod $name {
             #[tokio::test]
             async fn sqlite() {
-                let store = onething::store::Store::open(&super::fresh("sqlite", stringify!($name)).await).await.unwrap();
+                let store =
+                    onething::store::Store::open(&super::fresh("sqlite", stringify!($name)).await)
+                        .await
+                        .unwrap();
                 super::$name(&store).await;
             }
             #[tokio::test]
@@ -207,7 +317,17 @@ async fn reopening_keeps_everything_and_does_not_migrate_twice() {
     let url = fresh("sqlite", "reopen").await;
     {
         let s = Store::open(&url).await.unwrap();
-        s.insert_case(&case("R1"), "{}", Update { case_id: "R1".into(), now: 1, ..Default::default() }).await.unwrap();
+        s.insert_case(
+            &case("R1"),
+            "{}",
+            Update {
+                case_id: "R1".into(),
+                now: 1,
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
     }
     let s = Store::open(&url).await.unwrap();
     assert!(s.load("R1").await.unwrap().is_some());

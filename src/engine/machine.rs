@@ -46,7 +46,11 @@ pub fn apply(
         } => m.report(&item, reference, change),
         Input::Withdraw { reason } => m.withdraw(reason),
         Input::WithdrawAnswered { item, answer } => m.withdraw_answered(&item, answer),
-        Input::Overdue { item, limit, due_at } => m.overdue(&item, limit, due_at),
+        Input::Overdue {
+            item,
+            limit,
+            due_at,
+        } => m.overdue(&item, limit, due_at),
     }
     m.finish();
     m.fx
@@ -244,8 +248,13 @@ impl Machine<'_> {
         // the push, so that comes first (the answer, when it arrives, changes nothing).
         let implied = match (it.in_flight, &change) {
             (_, Change::Dispatched) => None,
-            (Some(p @ (Push::Submit | Push::Prereview)), _) if it.status < Status::Prereview => Some(p),
-            (Some(Push::Complete), Change::Accepted { .. } | Change::Approved { .. } | Change::Denied { .. }) => Some(Push::Complete),
+            (Some(p @ (Push::Submit | Push::Prereview)), _) if it.status < Status::Prereview => {
+                Some(p)
+            }
+            (
+                Some(Push::Complete),
+                Change::Accepted { .. } | Change::Approved { .. } | Change::Denied { .. },
+            ) => Some(Push::Complete),
             _ => None,
         };
         if let Some(p) = implied {
@@ -388,7 +397,9 @@ impl Machine<'_> {
     }
 
     fn overdue(&mut self, item: &str, limit: Limit, due_at: DateTime<FixedOffset>) {
-        let Some(it) = self.case.items.get(item) else { return };
+        let Some(it) = self.case.items.get(item) else {
+            return;
+        };
         let waiting = match limit {
             Limit::Accept => it.status == Status::Dispatched,
             Limit::Complete => it.status == Status::Accepted,

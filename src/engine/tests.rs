@@ -507,15 +507,31 @@ fn overdue_only_while_the_decision_is_awaited() {
     step(&mut c, Input::Received);
     step(&mut c, taken("birth-cert", Push::Submit));
     let due = now();
-    let od = |l| Input::Overdue { item: "birth-cert".into(), limit: l, due_at: due };
-    assert!(events(&step(&mut c, od(Limit::Complete))).is_empty(), "not accepted yet: no complete limit");
+    let od = |l| Input::Overdue {
+        item: "birth-cert".into(),
+        limit: l,
+        due_at: due,
+    };
+    assert!(
+        events(&step(&mut c, od(Limit::Complete))).is_empty(),
+        "not accepted yet: no complete limit"
+    );
     let fx = step(&mut c, od(Limit::Accept));
     assert_eq!(events(&fx), ["item.overdue birth-cert"]);
     let Effect::Emit(ev) = &fx[0] else { panic!() };
-    assert_eq!(ev.detail, json!({"limit": "accept", "due_at": "2026-03-16T09:15:00+08:00"}));
+    assert_eq!(
+        ev.detail,
+        json!({"limit": "accept", "due_at": "2026-03-16T09:15:00+08:00"})
+    );
     step(&mut c, report("birth-cert", Change::Accepted { at: None }));
-    assert!(events(&step(&mut c, od(Limit::Accept))).is_empty(), "accepted in the meantime");
-    assert_eq!(events(&step(&mut c, od(Limit::Complete))), ["item.overdue birth-cert"]);
+    assert!(
+        events(&step(&mut c, od(Limit::Accept))).is_empty(),
+        "accepted in the meantime"
+    );
+    assert_eq!(
+        events(&step(&mut c, od(Limit::Complete))),
+        ["item.overdue birth-cert"]
+    );
 }
 
 #[test]
@@ -523,15 +539,45 @@ fn a_report_that_overtakes_the_push_answer_implies_the_push_was_taken() {
     let mut c = newborn();
     step(&mut c, Input::Received);
     // The pre-check passed before the pre-review push's answer was processed.
-    let fx = step(&mut c, report("medicare-enrol", Change::Progress { stage: "prereview-passed".into(), note: None }));
-    assert_eq!(events(&fx), ["item.prereview medicare-enrol", "item.progress medicare-enrol"]);
-    assert!(events(&step(&mut c, taken("medicare-enrol", Push::Prereview))).is_empty(), "the late answer changes nothing");
+    let fx = step(
+        &mut c,
+        report(
+            "medicare-enrol",
+            Change::Progress {
+                stage: "prereview-passed".into(),
+                note: None,
+            },
+        ),
+    );
+    assert_eq!(
+        events(&fx),
+        [
+            "item.prereview medicare-enrol",
+            "item.progress medicare-enrol"
+        ]
+    );
+    assert!(
+        events(&step(&mut c, taken("medicare-enrol", Push::Prereview))).is_empty(),
+        "the late answer changes nothing"
+    );
     // Accepted before the follow-up's answer: dispatched first.
     step(&mut c, taken("birth-cert", Push::Submit));
     step(&mut c, report("birth-cert", approved(&[])));
     step(&mut c, taken("hukou", Push::Submit));
-    let fx = step(&mut c, report("hukou", approved(&[("citizen_id", "x"), ("hukou_no", "y")])));
+    let fx = step(
+        &mut c,
+        report("hukou", approved(&[("citizen_id", "x"), ("hukou_no", "y")])),
+    );
     assert!(pushes(&fx).contains(&("medicare-enrol".into(), Push::Complete)));
-    let fx = step(&mut c, report("medicare-enrol", Change::Accepted { at: None }));
-    assert_eq!(events(&fx), ["item.dispatched medicare-enrol", "item.accepted medicare-enrol"]);
+    let fx = step(
+        &mut c,
+        report("medicare-enrol", Change::Accepted { at: None }),
+    );
+    assert_eq!(
+        events(&fx),
+        [
+            "item.dispatched medicare-enrol",
+            "item.accepted medicare-enrol"
+        ]
+    );
 }

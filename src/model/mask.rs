@@ -6,8 +6,10 @@ use std::sync::LazyLock;
 
 use regex::Regex;
 
-static ID: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"\b(\d{4})\d{10}(\d{3}[\dXx])\b").expect("valid"));
-static PHONE: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"\b(1[3-9]\d)\d{4}(\d{4})\b").expect("valid"));
+static ID: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"\b(\d{4})\d{10}(\d{3}[\dXx])\b").expect("valid"));
+static PHONE: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"\b(1[3-9]\d)\d{4}(\d{4})\b").expect("valid"));
 
 /// An identity number: the first 4 and last 4 characters kept.
 pub fn id_number(s: &str) -> String {
@@ -49,6 +51,9 @@ mod tests {
             mask_text("mother 410225199506120022 phone 13800000000 at 13:00"),
             "mother 4102**********0022 phone 138****0000 at 13:00"
         );
-        assert_eq!(mask_text("id 41022519950612002X."), "id 4102**********002X.");
+        assert_eq!(
+            mask_text("id 41022519950612002X."),
+            "id 4102**********002X."
+        );
     }
 }

@@ -73,7 +73,12 @@ fn push_name(p: Push) -> &'static str {
 }
 
 /// Turns effects into durable work.
-pub fn to_update(gw: &Gateway, case: &Case, effects: &[Effect], extra: &Extra) -> (Update, Vec<Event>) {
+pub fn to_update(
+    gw: &Gateway,
+    case: &Case,
+    effects: &[Effect],
+    extra: &Extra,
+) -> (Update, Vec<Event>) {
     let now = gw.clock.now();
     let now_ms = now.timestamp_millis();
     let real_ms = gw.clock.real_ms();
@@ -88,7 +93,12 @@ pub fn to_update(gw: &Gateway, case: &Case, effects: &[Effect], extra: &Extra) -
     // Extra timers first, so that an item's final state drops them too.
     let mut timers: Vec<NewTimer> = extra.timers.clone();
     let mut events = Vec::new();
-    let dept_of = |item: &str| case.items.get(item).map(|i| i.department.clone()).unwrap_or_default();
+    let dept_of = |item: &str| {
+        case.items
+            .get(item)
+            .map(|i| i.department.clone())
+            .unwrap_or_default()
+    };
     let timer = |item: &str, kind: &str, clock: TimerClock, due_at: i64, payload: Value| NewTimer {
         case_id: case.case_id.clone(),
         item: item.to_string(),
@@ -138,15 +148,39 @@ pub fn to_update(gw: &Gateway, case: &Case, effects: &[Effect], extra: &Extra) -
                 real_ms,
                 json!({ "push": push_name(*push), "attempts": 0, "sent": false }),
             )),
-            Effect::Withdraw { item } => timers.push(timer(item, kind::WITHDRAW, TimerClock::Real, real_ms, json!({ "attempts": 0 }))),
-            Effect::Query { item } => timers.push(timer(item, kind::QUERY, TimerClock::Real, real_ms, json!({ "attempts": 0 }))),
+            Effect::Withdraw { item } => timers.push(timer(
+                item,
+                kind::WITHDRAW,
+                TimerClock::Real,
+                real_ms,
+                json!({ "attempts": 0 }),
+            )),
+            Effect::Query { item } => timers.push(timer(
+                item,
+                kind::QUERY,
+                TimerClock::Real,
+                real_ms,
+                json!({ "attempts": 0 }),
+            )),
             Effect::AcceptClock { item, from } => {
                 let due = gw.calendar.deadline(*from, 1);
-                timers.push(timer(item, kind::ACCEPT, TimerClock::Gateway, due.timestamp_millis(), json!({ "due_at": rfc3339(due) })));
+                timers.push(timer(
+                    item,
+                    kind::ACCEPT,
+                    TimerClock::Gateway,
+                    due.timestamp_millis(),
+                    json!({ "due_at": rfc3339(due) }),
+                ));
             }
             Effect::CompleteClock { item, from, days } => {
                 let due = gw.calendar.deadline(*from, *days);
-                timers.push(timer(item, kind::COMPLETE, TimerClock::Gateway, due.timestamp_millis(), json!({ "due_at": rfc3339(due) })));
+                timers.push(timer(
+                    item,
+                    kind::COMPLETE,
+                    TimerClock::Gateway,
+                    due.timestamp_millis(),
+                    json!({ "due_at": rfc3339(due) }),
+                ));
             }
             Effect::StopClocks { item } => {
                 for k in kind::ALL {
@@ -165,7 +199,11 @@ pub fn to_update(gw: &Gateway, case: &Case, effects: &[Effect], extra: &Extra) -
 fn first_poll(gw: &Gateway, case: &Case, item: &str, now_ms: i64) -> Option<NewTimer> {
     let dept = gw.department(&case.items.get(item)?.department)?;
     dept.items.get(item)?.query.as_ref()?;
-    let wait = if dept.connected { dept.limits.quiet } else { dept.limits.poll_interval };
+    let wait = if dept.connected {
+        dept.limits.quiet
+    } else {
+        dept.limits.poll_interval
+    };
     Some(NewTimer {
         case_id: case.case_id.clone(),
         item: item.to_string(),
@@ -178,7 +216,12 @@ fn first_poll(gw: &Gateway, case: &Case, item: &str, now_ms: i64) -> Option<NewT
 }
 
 /// Applies inputs to a stored case and saves the result; retries on a concurrent change.
-pub async fn apply(gw: &Gateway, case_id: &str, inputs: &[Input], extra: Extra) -> Result<Option<Applied>, StoreError> {
+pub async fn apply(
+    gw: &Gateway,
+    case_id: &str,
+    inputs: &[Input],
+    extra: Extra,
+) -> Result<Option<Applied>, StoreError> {
     for _ in 0..20 {
         let Some(stored) = gw.store.load(case_id).await? else {
             return Ok(None);
@@ -203,7 +246,9 @@ pub async fn apply(gw: &Gateway, case_id: &str, inputs: &[Input], extra: Extra) 
         }
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
-    Err(StoreError::Db(format!("case {case_id}: too many concurrent changes")))
+    Err(StoreError::Db(format!(
+        "case {case_id}: too many concurrent changes"
+    )))
 }
 
 /// The overdue input of a deadline timer.
@@ -213,7 +258,10 @@ pub fn overdue_input(item: &str, kind_name: &str, payload: &Value) -> Option<Inp
         kind::COMPLETE => Limit::Complete,
         _ => return None,
     };
-    let due_at = payload.get("due_at").and_then(Value::as_str).and_then(crate::model::time::parse_rfc3339)?;
+    let due_at = payload
+        .get("due_at")
+        .and_then(Value::as_str)
+        .and_then(crate::model::time::parse_rfc3339)?;
     Some(Input::Overdue {
         item: item.to_string(),
         limit,

@@ -23,12 +23,22 @@ pub async fn render(store: &Store, case_id: &str) -> Result<Option<String>, Stor
     let case = &stored.state;
     let timers = store.timers_of(case_id).await?;
     let mut s = String::new();
-    let _ = writeln!(s, "case {}  ({})  {}", case.case_id, case.onething, if case.completed { "completed" } else { "open" });
+    let _ = writeln!(
+        s,
+        "case {}  ({})  {}",
+        case.case_id,
+        case.onething,
+        if case.completed { "completed" } else { "open" }
+    );
     if let Some(w) = &case.withdrawal {
         let _ = writeln!(s, "withdrawn by the platform: {}", w.reason);
     }
     let _ = writeln!(s);
-    let _ = writeln!(s, "{:<18} {:<10} {:<11} {:<22} {:<26} {:<26}", "item", "department", "status", "department ref", "accept limit", "complete limit");
+    let _ = writeln!(
+        s,
+        "{:<18} {:<10} {:<11} {:<22} {:<26} {:<26}",
+        "item", "department", "status", "department ref", "accept limit", "complete limit"
+    );
     for (code, it) in &case.items {
         let limit = |k: &str| {
             timers
@@ -59,7 +69,10 @@ pub async fn render(store: &Store, case_id: &str) -> Result<Option<String>, Stor
             r.item.as_deref().unwrap_or("-"),
             r.department.as_deref().unwrap_or("-"),
             crate::model::mask::mask_text(&r.summary),
-            r.body_sha256.as_deref().map(|h| format!("  sha256:{}", &h[..12])).unwrap_or_default()
+            r.body_sha256
+                .as_deref()
+                .map(|h| format!("  sha256:{}", &h[..12]))
+                .unwrap_or_default()
         );
     }
     Ok(Some(s))

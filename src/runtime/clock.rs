@@ -20,7 +20,11 @@ impl Clock {
         Clock {
             started: Instant::now(),
             started_wall: Utc::now().with_timezone(&cst()),
-            warp: if warp.is_finite() && warp >= 1.0 { warp } else { 1.0 },
+            warp: if warp.is_finite() && warp >= 1.0 {
+                warp
+            } else {
+                1.0
+            },
         }
     }
 
@@ -53,9 +57,15 @@ impl Clock {
         Duration::from_millis(ahead as u64)
     }
 
-    /// A gateway-clock span for a real duration of the mapping (poll intervals, quiet periods).
+    /// A gateway-clock span for a duration of the mapping (poll intervals, quiet periods): it
+    /// passes `warp` times faster under a drill.
     pub fn span_ms(&self, d: Duration) -> i64 {
         d.as_millis() as i64
+    }
+
+    /// The gateway-clock span that lasts `d` of real time (a department's `Retry-After`).
+    pub fn real_span_ms(&self, d: Duration) -> i64 {
+        (d.as_millis() as f64 * self.warp) as i64
     }
 }
 
@@ -69,6 +79,9 @@ mod tests {
         let later = c.now_ms() + 3_600_000;
         let wait = c.real_wait_until(later);
         assert!(wait <= Duration::from_millis(1000), "{wait:?}");
-        assert!(Clock::new(0.5).warp() == 1.0, "a clock never runs slower than real time");
+        assert!(
+            Clock::new(0.5).warp() == 1.0,
+            "a clock never runs slower than real time"
+        );
     }
 }

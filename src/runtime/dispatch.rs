@@ -35,11 +35,19 @@ pub async fn handle(gw: Arc<Gateway>, t: Timer) {
 }
 
 fn delete(t: &Timer) -> Release {
-    Release::Delete { id: t.id, token: t.token.clone() }
+    Release::Delete {
+        id: t.id,
+        token: t.token.clone(),
+    }
 }
 
 fn later(t: &Timer, due_at: i64, payload: Value) -> Release {
-    Release::Reschedule { id: t.id, token: t.token.clone(), due_at, payload }
+    Release::Reschedule {
+        id: t.id,
+        token: t.token.clone(),
+        due_at,
+        payload,
+    }
 }
 
 /// Exponential back-off with jitter for the `attempt`-th retry (0-based).
@@ -54,18 +62,37 @@ pub fn backoff(dept: &Department, attempt: u32) -> Duration {
         .unwrap_or(dept.limits.retry_max)
 }
 
-async fn store_only(gw: &Gateway, t: &Timer, release: Release, audit: Vec<AuditRecord>) -> Result<(), String> {
-    let extra = Extra { audit, release: vec![release], ..Default::default() };
-    match apply::apply(gw, &t.case_id, &[], extra).await.map_err(|e| e.to_string())? {
+async fn store_only(
+    gw: &Gateway,
+    t: &Timer,
+    release: Release,
+    audit: Vec<AuditRecord>,
+) -> Result<(), String> {
+    let extra = Extra {
+        audit,
+        release: vec![release],
+        ..Default::default()
+    };
+    match apply::apply(gw, &t.case_id, &[], extra)
+        .await
+        .map_err(|e| e.to_string())?
+    {
         Some(_) => Ok(()),
-        None => gw.store.release(&[delete(t)]).await.map_err(|e| e.to_string()),
+        None => gw
+            .store
+            .release(&[delete(t)])
+            .await
+            .map_err(|e| e.to_string()),
     }
 }
 
 async fn load(gw: &Gateway, t: &Timer) -> Result<Option<StoredCase>, String> {
     let stored = gw.store.load(&t.case_id).await.map_err(|e| e.to_string())?;
     if stored.is_none() {
-        gw.store.release(&[delete(t)]).await.map_err(|e| e.to_string())?;
+        gw.store
+            .release(&[delete(t)])
+            .await
+            .map_err(|e| e.to_string())?;
     }
     Ok(stored)
 }
@@ -87,18 +114,32 @@ fn op_kind(p: Push) -> OpKind {
 }
 
 async fn push(gw: &Gateway, t: &Timer) -> Result<(), String> {
-    let Some(stored) = load(gw, t).await? else { return Ok(()) };
+    let Some(stored) = load(gw, t).await? else {
+        return Ok(());
+    };
     let case = &stored.state;
     let push = push_of(&t.payload);
     let current = case.items.get(&t.item);
     if current.is_none_or(|i| i.status.is_final() || i.in_flight != Some(push)) {
-        return gw.store.release(&[delete(t)]).await.map_err(|e| e.to_string());
+        return gw
+            .store
+            .release(&[delete(t)])
+            .await
+            .map_err(|e| e.to_string());
     }
     let dept = gw.department(&t.department).ok_or("unknown department")?;
     let ops = dept.items.get(&t.item).ok_or("item not mapped")?;
     let op = ops.get(op_kind(push)).ok_or("operation not mapped")?;
-    let attempts = t.payload.get("attempts").and_then(Value::as_u64).unwrap_or(0) as u32;
-    let sent = t.payload.get("sent").and_then(Value::as_bool).unwrap_or(false);
+    let attempts = t
+        .payload
+        .get("attempts")
+        .and_then(Value::as_u64)
+        .unwrap_or(0) as u32;
+    let sent = t
+        .payload
+        .get("sent")
+        .and_then(Value::as_bool)
+        .unwrap_or(false);
     let sub = submission_value(&stored.submission);
     let mut audit = Vec::new();
 
@@ -107,23 +148,86 @@ async fn push(gw: &Gateway, t: &Timer) -> Result<(), String> {
         && push != Push::Complete
         && let Some(q) = &ops.query
     {
-        match exchange(gw, dept, q, case, &sub, &t.item, Extras::default(), false, &mut audit).await {
-            Sent::Answered(read) if matches!(read.outcome, Outcome::Ok { .. } | Outcome::Duplicate { .. }) => {
-                let records = q.query_records(&read, &case.case_id, &t.item, None).unwrap_or_default();
+        match exchange(
+            gw,
+            dept,
+            q,
+            case,
+            &sub,
+            &t.item,
+            Extras::default(),
+            false,
+            &mut audit,
+        )
+        .await
+        {
+            Sent::Answered(read)
+                if matches!(read.outcome, Outcome::Ok { .. } | Outcome::Duplicate { .. }) =>
+            {
+                let records = q
+                    .query_records(&read, &case.case_id, &t.item, None)
+                    .unwrap_or_default();
                 let (found, _) = reports::read_all(dept, &records, Some((&case.case_id, &t.item)));
                 if let Some((item, r)) = found.first() {
-                    let mut inputs = vec![Input::PushTaken { item: item.clone(), push, reference: r.reference.clone() }];
+                    let mut inputs = vec![Input::PushTaken {
+                        item: item.clone(),
+                        push,
+                        reference: r.reference.clone(),
+                    }];
                     inputs.extend(reports::input(gw, item, r));
-                    audit.push(AuditRecord::new(&case.case_id, Some(item), Some(&dept.id), gw.clock.now_ms(), "note", "earlier push had arrived (found by query)", None));
-                    let extra = Extra { audit, release: vec![delete(t)], ..Default::default() };
-                    apply::apply(gw, &t.case_id, &inputs, extra).await.map_err(|e| e.to_string())?;
+                    audit.push(AuditRecord::new(
+                        &case.case_id,
+                        Some(item),
+                        Some(&dept.id),
+                        gw.clock.now_ms(),
+                        "note",
+                        "earlier push had arrived (found by query)",
+                        None,
+                    ));
+                    let extra = Extra {
+                        audit,
+                        release: vec![delete(t)],
+                        ..Default::default()
+                    };
+                    apply::apply(gw, &t.case_id, &inputs, extra)
+                        .await
+                        .map_err(|e| e.to_string())?;
                     return Ok(());
                 }
             }
             Sent::Answered(read) if read.outcome == Outcome::NotFound => {}
+            _ if attempts + 1 >= dept.limits.retry_attempts => {
+                let extra = Extra {
+                    audit,
+                    release: vec![delete(t)],
+                    ..Default::default()
+                };
+                let error =
+                    "the push's outcome is unknown and the department could not be asked about it"
+                        .to_string();
+                let input = Input::PushFailed {
+                    item: t.item.clone(),
+                    error,
+                    attempts: attempts + 1,
+                };
+                return apply::apply(gw, &t.case_id, &[input], extra)
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| e.to_string());
+            }
             _ => {
                 let due = gw.clock.real_ms() + backoff(dept, attempts).as_millis() as i64;
-                return store_only(gw, t, later(t, due, json!({"push": t.payload["push"], "attempts": attempts + 1, "sent": true})), audit).await;
+                return store_only(
+                    gw,
+                    t,
+                    later(
+                        t,
+                        due,
+                        json!({"push": t.payload["push"], "attempts": attempts + 1, "sent": true}),
+                    ),
+                    audit,
+                )
+                .await;
             }
         }
     }
@@ -131,46 +235,116 @@ async fn push(gw: &Gateway, t: &Timer) -> Result<(), String> {
     // Mark the push as sent before it goes out: after a crash its outcome is unknown, not unsent.
     let lease = gw.clock.real_ms() + dept.limits.timeout.as_millis() as i64 + 60_000;
     let marked = json!({"push": t.payload["push"], "attempts": attempts, "sent": true});
-    if !gw.store.touch(t.id, &t.token, &marked, lease).await.map_err(|e| e.to_string())? {
+    if !gw
+        .store
+        .touch(t.id, &t.token, &marked, lease)
+        .await
+        .map_err(|e| e.to_string())?
+    {
         return Ok(());
     }
-    let outcome = exchange(gw, dept, op, case, &sub, &t.item, Extras::default(), false, &mut audit).await;
+    let outcome = exchange(
+        gw,
+        dept,
+        op,
+        case,
+        &sub,
+        &t.item,
+        Extras::default(),
+        false,
+        &mut audit,
+    )
+    .await;
     let retry = |after: Option<u64>, sent: bool, error: String, audit: Vec<AuditRecord>| async move {
         let n = attempts + 1;
         if n >= dept.limits.retry_attempts {
-            let extra = Extra { audit, release: vec![delete(t)], ..Default::default() };
-            let input = Input::PushFailed { item: t.item.clone(), error, attempts: n };
-            return apply::apply(gw, &t.case_id, &[input], extra).await.map(|_| ()).map_err(|e| e.to_string());
+            let extra = Extra {
+                audit,
+                release: vec![delete(t)],
+                ..Default::default()
+            };
+            let input = Input::PushFailed {
+                item: t.item.clone(),
+                error,
+                attempts: n,
+            };
+            return apply::apply(gw, &t.case_id, &[input], extra)
+                .await
+                .map(|_| ())
+                .map_err(|e| e.to_string());
         }
         let wait = backoff(dept, attempts).max(Duration::from_secs(after.unwrap_or(0)));
         let due = gw.clock.real_ms() + wait.as_millis() as i64;
-        store_only(gw, t, later(t, due, json!({"push": t.payload["push"], "attempts": n, "sent": sent, "error": error})), audit).await
+        store_only(
+            gw,
+            t,
+            later(
+                t,
+                due,
+                json!({"push": t.payload["push"], "attempts": n, "sent": sent, "error": error}),
+            ),
+            audit,
+        )
+        .await
     };
     let fail = |error: String, audit: Vec<AuditRecord>| async move {
-        let extra = Extra { audit, release: vec![delete(t)], ..Default::default() };
-        let input = Input::PushFailed { item: t.item.clone(), error, attempts: attempts + 1 };
-        apply::apply(gw, &t.case_id, &[input], extra).await.map(|_| ()).map_err(|e| e.to_string())
+        let extra = Extra {
+            audit,
+            release: vec![delete(t)],
+            ..Default::default()
+        };
+        let input = Input::PushFailed {
+            item: t.item.clone(),
+            error,
+            attempts: attempts + 1,
+        };
+        apply::apply(gw, &t.case_id, &[input], extra)
+            .await
+            .map(|_| ())
+            .map_err(|e| e.to_string())
     };
     match outcome {
         Sent::Answered(read) => match read.outcome {
             Outcome::Ok { reference } | Outcome::Duplicate { reference } => {
-                let extra = Extra { audit, release: vec![delete(t)], ..Default::default() };
-                let input = Input::PushTaken { item: t.item.clone(), push, reference };
-                apply::apply(gw, &t.case_id, &[input], extra).await.map_err(|e| e.to_string())?;
+                let extra = Extra {
+                    audit,
+                    release: vec![delete(t)],
+                    ..Default::default()
+                };
+                let input = Input::PushTaken {
+                    item: t.item.clone(),
+                    push,
+                    reference,
+                };
+                apply::apply(gw, &t.case_id, &[input], extra)
+                    .await
+                    .map_err(|e| e.to_string())?;
                 Ok(())
             }
             Outcome::Retry { after_secs, error } => retry(after_secs, false, error, audit).await,
             Outcome::Unauthorized => retry(None, false, "token refused".into(), audit).await,
             Outcome::Unrecognised { error } => retry(None, true, error, audit).await,
             Outcome::Permanent { error } => fail(error, audit).await,
-            Outcome::NotFound => fail("the department answered `not found` to a push".into(), audit).await,
-            Outcome::Finished => fail("the department answered `finished` to a push".into(), audit).await,
+            Outcome::NotFound => {
+                fail(
+                    "the department answered `not found` to a push".into(),
+                    audit,
+                )
+                .await
+            }
+            Outcome::Finished => {
+                fail("the department answered `finished` to a push".into(), audit).await
+            }
         },
         Sent::NotSent(e) => retry(None, false, e, audit).await,
         Sent::Unknown(e) => retry(None, true, e, audit).await,
         Sent::RenderFailed(e) => fail(format!("cannot build the request: {e}"), audit).await,
         Sent::Filed(name) => {
-            let wait = dept.exchange.as_ref().map(|x| x.not_taken_after).unwrap_or(Duration::from_secs(7200));
+            let wait = dept
+                .exchange
+                .as_ref()
+                .map(|x| x.not_taken_after)
+                .unwrap_or(Duration::from_secs(7200));
             let timer = NewTimer {
                 case_id: t.case_id.clone(),
                 item: t.item.clone(),
@@ -181,8 +355,16 @@ async fn push(gw: &Gateway, t: &Timer) -> Result<(), String> {
                 payload: json!({"file": name}),
             };
             // The item stays pending until the department's first answer file says it took it.
-            let extra = Extra { audit, release: vec![delete(t)], timers: vec![timer], ..Default::default() };
-            apply::apply(gw, &t.case_id, &[], extra).await.map(|_| ()).map_err(|e| e.to_string())
+            let extra = Extra {
+                audit,
+                release: vec![delete(t)],
+                timers: vec![timer],
+                ..Default::default()
+            };
+            apply::apply(gw, &t.case_id, &[], extra)
+                .await
+                .map(|_| ())
+                .map_err(|e| e.to_string())
         }
     }
 }
@@ -196,45 +378,115 @@ fn reason(case: &Case) -> String {
 }
 
 async fn withdraw(gw: &Gateway, t: &Timer) -> Result<(), String> {
-    let Some(stored) = load(gw, t).await? else { return Ok(()) };
+    let Some(stored) = load(gw, t).await? else {
+        return Ok(());
+    };
     let case = &stored.state;
     let dept = gw.department(&t.department).ok_or("unknown department")?;
     let Some(op) = dept.items.get(&t.item).and_then(|o| o.withdraw.as_ref()) else {
-        return gw.store.release(&[delete(t)]).await.map_err(|e| e.to_string());
+        return gw
+            .store
+            .release(&[delete(t)])
+            .await
+            .map_err(|e| e.to_string());
     };
-    let attempts = t.payload.get("attempts").and_then(Value::as_u64).unwrap_or(0) as u32;
+    let attempts = t
+        .payload
+        .get("attempts")
+        .and_then(Value::as_u64)
+        .unwrap_or(0) as u32;
     let sub = submission_value(&stored.submission);
     let why = reason(case);
     let mut audit = Vec::new();
-    let open = case.items.get(&t.item).is_some_and(|i| !i.status.is_final());
-    let answered = |a: WithdrawAnswer| open.then(|| Input::WithdrawAnswered { item: t.item.clone(), answer: a });
-    let outcome = exchange(gw, dept, op, case, &sub, &t.item, Extras { reason: Some(&why), ..Default::default() }, false, &mut audit).await;
+    let open = case
+        .items
+        .get(&t.item)
+        .is_some_and(|i| !i.status.is_final());
+    let answered = |a: WithdrawAnswer| {
+        open.then(|| Input::WithdrawAnswered {
+            item: t.item.clone(),
+            answer: a,
+        })
+    };
+    let outcome = exchange(
+        gw,
+        dept,
+        op,
+        case,
+        &sub,
+        &t.item,
+        Extras {
+            reason: Some(&why),
+            ..Default::default()
+        },
+        false,
+        &mut audit,
+    )
+    .await;
     let input = match outcome {
         Sent::Answered(read) => match read.outcome {
             Outcome::Ok { .. } | Outcome::Duplicate { .. } => answered(WithdrawAnswer::Done),
             Outcome::NotFound => answered(WithdrawAnswer::NotFound),
             Outcome::Finished | Outcome::Permanent { .. } => answered(WithdrawAnswer::Finished),
             Outcome::Retry { after_secs, .. } => {
-                let wait = backoff(dept, attempts.min(16)).max(Duration::from_secs(after_secs.unwrap_or(0)));
-                return store_only(gw, t, later(t, gw.clock.real_ms() + wait.as_millis() as i64, json!({"attempts": attempts + 1})), audit).await;
+                let wait = backoff(dept, attempts.min(16))
+                    .max(Duration::from_secs(after_secs.unwrap_or(0)));
+                return store_only(
+                    gw,
+                    t,
+                    later(
+                        t,
+                        gw.clock.real_ms() + wait.as_millis() as i64,
+                        json!({"attempts": attempts + 1}),
+                    ),
+                    audit,
+                )
+                .await;
             }
             Outcome::Unauthorized | Outcome::Unrecognised { .. } => {
                 let wait = backoff(dept, attempts.min(16));
-                return store_only(gw, t, later(t, gw.clock.real_ms() + wait.as_millis() as i64, json!({"attempts": attempts + 1})), audit).await;
+                return store_only(
+                    gw,
+                    t,
+                    later(
+                        t,
+                        gw.clock.real_ms() + wait.as_millis() as i64,
+                        json!({"attempts": attempts + 1}),
+                    ),
+                    audit,
+                )
+                .await;
             }
         },
         // A withdrawal may be repeated safely: keep trying, at the back-off's pace.
         Sent::NotSent(_) | Sent::Unknown(_) => {
             let wait = backoff(dept, attempts.min(16));
-            return store_only(gw, t, later(t, gw.clock.real_ms() + wait.as_millis() as i64, json!({"attempts": attempts + 1})), audit).await;
+            return store_only(
+                gw,
+                t,
+                later(
+                    t,
+                    gw.clock.real_ms() + wait.as_millis() as i64,
+                    json!({"attempts": attempts + 1}),
+                ),
+                audit,
+            )
+            .await;
         }
         Sent::RenderFailed(_) => answered(WithdrawAnswer::Finished),
         // The answer comes back as a file.
         Sent::Filed(_) => None,
     };
-    let extra = Extra { audit, release: vec![delete(t)], ..Default::default() };
+    let extra = Extra {
+        audit,
+        release: vec![delete(t)],
+        ..Default::default()
+    };
     let inputs: Vec<Input> = input.into_iter().collect();
-    apply::apply(gw, &t.case_id, &inputs, extra).await.map(|_| ()).map_err(|e| e.to_string())
+    apply::apply(gw, &t.case_id, &inputs, extra)
+        .await
+        .map(|_| ())
+        .map_err(|e| e.to_string())
 }
 
 /// A poll (or the query after a refused withdrawal): asks about one item, applies what changed,
@@ -247,27 +499,65 @@ async fn poll(gw: &Gateway, t: &Timer) -> Result<(), String> {
     {
         return poll_batch(gw, dept, t).await;
     }
-    let Some(stored) = load(gw, t).await? else { return Ok(()) };
+    let Some(stored) = load(gw, t).await? else {
+        return Ok(());
+    };
     let case = &stored.state;
     let dept = gw.department(&t.department).ok_or("unknown department")?;
-    let open = case.items.get(&t.item).is_some_and(|i| !i.status.is_final());
+    let open = case
+        .items
+        .get(&t.item)
+        .is_some_and(|i| !i.status.is_final());
     let op = dept.items.get(&t.item).and_then(|o| o.query.as_ref());
     let (true, Some(op)) = (open, op) else {
-        return gw.store.release(&[delete(t)]).await.map_err(|e| e.to_string());
+        return gw
+            .store
+            .release(&[delete(t)])
+            .await
+            .map_err(|e| e.to_string());
     };
     let quiet = t.payload.get("quiet").and_then(Value::as_u64).unwrap_or(0) as u32;
     let sub = submission_value(&stored.submission);
     let reference = case.items[&t.item].department_ref.clone();
     let mut audit = Vec::new();
-    let outcome = exchange(gw, dept, op, case, &sub, &t.item, Extras::default(), true, &mut audit).await;
+    let outcome = exchange(
+        gw,
+        dept,
+        op,
+        case,
+        &sub,
+        &t.item,
+        Extras::default(),
+        true,
+        &mut audit,
+    )
+    .await;
     let mut inputs = Vec::new();
+    if let Sent::Answered(read) = &outcome
+        && let Outcome::Retry {
+            after_secs: Some(secs),
+            ..
+        } = read.outcome
+    {
+        return wait_as_told(gw, t, secs, audit).await;
+    }
     if let Sent::Answered(read) = &outcome
         && matches!(read.outcome, Outcome::Ok { .. } | Outcome::Duplicate { .. })
     {
-        let records = op.query_records(read, &case.case_id, &t.item, reference.as_deref()).unwrap_or_default();
+        let records = op
+            .query_records(read, &case.case_id, &t.item, reference.as_deref())
+            .unwrap_or_default();
         let (found, bad) = reports::read_all(dept, &records, Some((&case.case_id, &t.item)));
         for e in bad {
-            audit.push(AuditRecord::new(&case.case_id, Some(&t.item), Some(&dept.id), gw.clock.now_ms(), "poll", format!("unreadable report: {e}"), None));
+            audit.push(AuditRecord::new(
+                &case.case_id,
+                Some(&t.item),
+                Some(&dept.id),
+                gw.clock.now_ms(),
+                "poll",
+                format!("unreadable report: {e}"),
+                None,
+            ));
         }
         for (item, r) in &found {
             inputs.extend(reports::input(gw, item, r));
@@ -276,19 +566,61 @@ async fn poll(gw: &Gateway, t: &Timer) -> Result<(), String> {
     settle(gw, dept, t, quiet, &inputs, audit).await
 }
 
+/// The department said when to ask again (`Retry-After`): the next look waits that long.
+async fn wait_as_told(
+    gw: &Gateway,
+    t: &Timer,
+    secs: u64,
+    audit: Vec<AuditRecord>,
+) -> Result<(), String> {
+    let due = match t.clock {
+        TimerClock::Gateway => gw.clock.now_ms() + gw.clock.real_span_ms(Duration::from_secs(secs)),
+        TimerClock::Real => gw.clock.real_ms() + secs as i64 * 1000,
+    };
+    store_only(gw, t, later(t, due, t.payload.clone()), audit).await
+}
+
 /// Applies what a poll found and schedules the next look: the poll interval, doubled (up to 8×)
 /// for each look that found nothing new; none once the item is final.
-async fn settle(gw: &Gateway, dept: &Department, t: &Timer, quiet: u32, inputs: &[Input], audit: Vec<AuditRecord>) -> Result<(), String> {
-    let applied = apply::apply(gw, &t.case_id, inputs, Extra { audit, ..Default::default() })
-        .await
-        .map_err(|e| e.to_string())?;
+async fn settle(
+    gw: &Gateway,
+    dept: &Department,
+    t: &Timer,
+    quiet: u32,
+    inputs: &[Input],
+    audit: Vec<AuditRecord>,
+) -> Result<(), String> {
+    let applied = apply::apply(
+        gw,
+        &t.case_id,
+        inputs,
+        Extra {
+            audit,
+            ..Default::default()
+        },
+    )
+    .await
+    .map_err(|e| e.to_string())?;
     let changed = applied.as_ref().is_some_and(|a| !a.events.is_empty());
-    let still_open = applied.as_ref().is_some_and(|a| a.case.items.get(&t.item).is_some_and(|i| !i.status.is_final()));
+    let still_open = applied.as_ref().is_some_and(|a| {
+        a.case
+            .items
+            .get(&t.item)
+            .is_some_and(|i| !i.status.is_final())
+    });
     if !still_open {
-        return gw.store.release(&[delete(t)]).await.map_err(|e| e.to_string());
+        return gw
+            .store
+            .release(&[delete(t)])
+            .await
+            .map_err(|e| e.to_string());
     }
     let quiet = if changed { 0 } else { (quiet + 1).min(3) };
-    let base = if t.kind == kind::QUERY { dept.limits.retry_initial } else { dept.limits.poll_interval };
+    let base = if t.kind == kind::QUERY {
+        dept.limits.retry_initial
+    } else {
+        dept.limits.poll_interval
+    };
     let due = match t.clock {
         TimerClock::Gateway => gw.clock.now_ms() + gw.clock.span_ms(base * (1 << quiet)),
         TimerClock::Real => gw.clock.real_ms() + (base * (1 << quiet)).as_millis() as i64,
@@ -302,30 +634,69 @@ async fn settle(gw: &Gateway, dept: &Department, t: &Timer, quiet: u32, inputs: 
 /// One batch query for every due poll of the department (up to its batch size), by reference.
 async fn poll_batch(gw: &Gateway, dept: &Department, first: &Timer) -> Result<(), String> {
     let op = dept.batch_query.as_ref().expect("batch department");
+    // Another task is asking about every due item of this department right now: look again later.
+    let Some(_batch) = gw.batch_polls.get(&dept.id).and_then(|m| m.try_lock().ok()) else {
+        let due = gw.clock.now_ms() + gw.clock.span_ms(dept.limits.poll_interval);
+        return gw
+            .store
+            .release(&[later(first, due, first.payload.clone())])
+            .await
+            .map_err(|e| e.to_string());
+    };
     let size = op.batch_size.unwrap_or(100).max(1) as i64;
     let now = (gw.clock.now_ms(), gw.clock.real_ms());
     let mut timers = vec![first.clone()];
     timers.extend(
         gw.store
-            .claim_kind(kind::POLL, &dept.id, now, &gw.instance, super::scheduler::LEASE, size - 1)
+            .claim_kind(
+                kind::POLL,
+                &dept.id,
+                now,
+                &gw.instance,
+                super::scheduler::LEASE,
+                size - 1,
+            )
             .await
             .map_err(|e| e.to_string())?,
     );
     // The cases behind the timers; items without a reference yet wait for the next round.
     let mut asked = Vec::new();
     for t in timers {
-        let Some(stored) = load(gw, &t).await? else { continue };
-        let reference = stored.state.items.get(&t.item).filter(|i| !i.status.is_final()).and_then(|i| i.department_ref.clone());
+        let Some(stored) = load(gw, &t).await? else {
+            continue;
+        };
+        let reference = stored
+            .state
+            .items
+            .get(&t.item)
+            .filter(|i| !i.status.is_final())
+            .and_then(|i| i.department_ref.clone());
         match reference {
             Some(r) => asked.push((t, stored, r)),
             None => settle(gw, dept, &t, 0, &[], Vec::new()).await?,
         }
     }
-    let Some((t0, s0, _)) = asked.first() else { return Ok(()) };
+    let Some((t0, s0, _)) = asked.first() else {
+        return Ok(());
+    };
     let refs: Vec<String> = asked.iter().map(|(_, _, r)| r.clone()).collect();
     let sub = submission_value(&s0.submission);
     let mut audit = Vec::new();
-    let outcome = exchange(gw, dept, op, &s0.state, &sub, &t0.item, Extras { refs: Some(refs), ..Default::default() }, true, &mut audit).await;
+    let outcome = exchange(
+        gw,
+        dept,
+        op,
+        &s0.state,
+        &sub,
+        &t0.item,
+        Extras {
+            refs: Some(refs),
+            ..Default::default()
+        },
+        true,
+        &mut audit,
+    )
+    .await;
     let mut found = Vec::new();
     if let Sent::Answered(read) = &outcome
         && matches!(read.outcome, Outcome::Ok { .. } | Outcome::Duplicate { .. })
@@ -344,34 +715,66 @@ async fn poll_batch(gw: &Gateway, dept: &Department, first: &Timer) -> Result<()
             .filter_map(|(item, r)| reports::input(gw, item, r))
             .collect();
         let quiet = t.payload.get("quiet").and_then(Value::as_u64).unwrap_or(0) as u32;
-        let audit = if i == 0 { std::mem::take(&mut audit) } else { Vec::new() };
+        let audit = if i == 0 {
+            std::mem::take(&mut audit)
+        } else {
+            Vec::new()
+        };
         settle(gw, dept, t, quiet, &inputs, audit).await?;
     }
     Ok(())
 }
 
 async fn deadline(gw: &Gateway, t: &Timer) -> Result<(), String> {
-    let inputs: Vec<Input> = apply::overdue_input(&t.item, &t.kind, &t.payload).into_iter().collect();
-    let extra = Extra { release: vec![delete(t)], ..Default::default() };
-    match apply::apply(gw, &t.case_id, &inputs, extra).await.map_err(|e| e.to_string())? {
+    let inputs: Vec<Input> = apply::overdue_input(&t.item, &t.kind, &t.payload)
+        .into_iter()
+        .collect();
+    let extra = Extra {
+        release: vec![delete(t)],
+        ..Default::default()
+    };
+    match apply::apply(gw, &t.case_id, &inputs, extra)
+        .await
+        .map_err(|e| e.to_string())?
+    {
         Some(a) => {
             for ev in &a.events {
                 tracing::warn!(case_id = %t.case_id, item = %t.item, department = %t.department, detail = %ev.detail, "item overdue (督办)");
             }
             Ok(())
         }
-        None => gw.store.release(&[delete(t)]).await.map_err(|e| e.to_string()),
+        None => gw
+            .store
+            .release(&[delete(t)])
+            .await
+            .map_err(|e| e.to_string()),
     }
 }
 
 async fn not_taken(gw: &Gateway, t: &Timer) -> Result<(), String> {
-    let Some(stored) = load(gw, t).await? else { return Ok(()) };
-    let waiting = stored.state.items.get(&t.item).is_some_and(|i| i.status < Status::Dispatched && i.in_flight.is_some());
+    let Some(stored) = load(gw, t).await? else {
+        return Ok(());
+    };
+    let waiting = stored
+        .state
+        .items
+        .get(&t.item)
+        .is_some_and(|i| i.status < Status::Dispatched && i.in_flight.is_some());
     let inputs = if waiting {
-        vec![Input::PushFailed { item: t.item.clone(), error: "not taken".into(), attempts: 1 }]
+        vec![Input::PushFailed {
+            item: t.item.clone(),
+            error: "not taken".into(),
+            attempts: 1,
+        }]
     } else {
         Vec::new()
     };
-    let extra = Extra { release: vec![delete(t)], ..Default::default() };
-    apply::apply(gw, &t.case_id, &inputs, extra).await.map(|_| ()).map_err(|e| e.to_string())
+    let extra = Extra {
+        release: vec![delete(t)],
+        ..Default::default()
+    };
+    apply::apply(gw, &t.case_id, &inputs, extra)
+        .await
+        .map(|_| ())
+        .map_err(|e| e.to_string())
 }

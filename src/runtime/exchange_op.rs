@@ -44,7 +44,17 @@ fn outcome_label(o: &Outcome) -> &'static str {
 
 /// Sends `op` for `item`; the audit records of the exchange are appended to `audit`.
 #[allow(clippy::too_many_arguments)]
-pub async fn exchange(gw: &Gateway, dept: &Department, op: &Operation, case: &Case, submission: &Value, item: &str, x: Extras<'_>, poll: bool, audit: &mut Vec<AuditRecord>) -> Sent {
+pub async fn exchange(
+    gw: &Gateway,
+    dept: &Department,
+    op: &Operation,
+    case: &Case,
+    submission: &Value,
+    item: &str,
+    x: Extras<'_>,
+    poll: bool,
+    audit: &mut Vec<AuditRecord>,
+) -> Sent {
     let now = || gw.clock.now_ms();
     let limiter = gw.limiter(&dept.id);
     let _permit = match &limiter {
@@ -64,21 +74,53 @@ pub async fn exchange(gw: &Gateway, dept: &Department, op: &Operation, case: &Ca
             },
             None => None,
         };
-        let req = match render(gw, dept, op, case, submission, item, Extras { reason, refs: refs.clone(), token: token.as_deref() }) {
+        let req = match render(
+            gw,
+            dept,
+            op,
+            case,
+            submission,
+            item,
+            Extras {
+                reason,
+                refs: refs.clone(),
+                token: token.as_deref(),
+            },
+        ) {
             Ok(r) => r,
             Err(e) => {
-                audit.push(AuditRecord::new(&case.case_id, Some(item), Some(&dept.id), now(), "push", format!("{}: cannot render: {e}", op.kind.as_str()), None));
+                audit.push(AuditRecord::new(
+                    &case.case_id,
+                    Some(item),
+                    Some(&dept.id),
+                    now(),
+                    "push",
+                    format!("{}: cannot render: {e}", op.kind.as_str()),
+                    None,
+                ));
                 return Sent::RenderFailed(e);
             }
         };
         let http = match req {
             Request::File(f) => {
                 let dir = std::path::Path::new(gw.endpoint(&dept.id).unwrap_or("."));
-                let outbox = dept.exchange.as_ref().map(|x| dir.join(&x.outbox)).unwrap_or(dir.to_path_buf());
+                let outbox = dept
+                    .exchange
+                    .as_ref()
+                    .map(|x| dir.join(&x.outbox))
+                    .unwrap_or(dir.to_path_buf());
                 let _ = std::fs::create_dir_all(&outbox);
                 return match crate::transport::folder::write_atomic(&outbox, &f.path, &f.bytes) {
                     Ok(()) => {
-                        audit.push(AuditRecord::new(&case.case_id, Some(item), Some(&dept.id), now(), "file", format!("{}: wrote {}", op.kind.as_str(), f.path), Some(&f.bytes)));
+                        audit.push(AuditRecord::new(
+                            &case.case_id,
+                            Some(item),
+                            Some(&dept.id),
+                            now(),
+                            "file",
+                            format!("{}: wrote {}", op.kind.as_str(), f.path),
+                            Some(&f.bytes),
+                        ));
                         gw.metrics.push(&dept.id, "filed", 0.0);
                         Sent::Filed(f.path)
                     }
@@ -102,14 +144,19 @@ pub async fn exchange(gw: &Gateway, dept: &Department, op: &Operation, case: &Ca
         match sent {
             Ok(answer) => {
                 let read = op.answer.read(&answer.raw());
-                gw.metrics.push(&dept.id, outcome_label(&read.outcome), secs);
+                gw.metrics
+                    .push(&dept.id, outcome_label(&read.outcome), secs);
                 audit.push(AuditRecord::new(
                     &case.case_id,
                     Some(item),
                     Some(&dept.id),
                     now(),
                     "answer",
-                    format!("HTTP {} → {}", answer.status, json!(outcome_label(&read.outcome)).as_str().unwrap_or("")),
+                    format!(
+                        "HTTP {} → {}",
+                        answer.status,
+                        json!(outcome_label(&read.outcome)).as_str().unwrap_or("")
+                    ),
                     Some(&answer.body),
                 ));
                 if read.outcome == Outcome::Unauthorized && attempt == 0 && dept.oauth2.is_some() {
@@ -120,12 +167,28 @@ pub async fn exchange(gw: &Gateway, dept: &Department, op: &Operation, case: &Ca
             }
             Err(SendError::NotSent(e)) => {
                 gw.metrics.push(&dept.id, "not_sent", secs);
-                audit.push(AuditRecord::new(&case.case_id, Some(item), Some(&dept.id), now(), "answer", format!("not sent: {e}"), None));
+                audit.push(AuditRecord::new(
+                    &case.case_id,
+                    Some(item),
+                    Some(&dept.id),
+                    now(),
+                    "answer",
+                    format!("not sent: {e}"),
+                    None,
+                ));
                 return Sent::NotSent(e);
             }
             Err(SendError::Unknown(e)) => {
                 gw.metrics.push(&dept.id, "unknown", secs);
-                audit.push(AuditRecord::new(&case.case_id, Some(item), Some(&dept.id), now(), "answer", format!("outcome unknown: {e}"), None));
+                audit.push(AuditRecord::new(
+                    &case.case_id,
+                    Some(item),
+                    Some(&dept.id),
+                    now(),
+                    "answer",
+                    format!("outcome unknown: {e}"),
+                    None,
+                ));
                 return Sent::Unknown(e);
             }
         }

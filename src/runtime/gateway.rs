@@ -32,6 +32,8 @@ pub struct Gateway {
     /// Base URLs and folders per department (environment overrides applied).
     pub endpoints: HashMap<String, String>,
     pub limits: HashMap<String, Arc<Limiter>>,
+    /// One batch poll at a time per department (it asks about every due item at once).
+    pub batch_polls: HashMap<String, tokio::sync::Mutex<()>>,
     /// Wakes the scheduler when timers were added.
     pub timers_added: Notify,
     /// Wakes the relay when events were written.
@@ -47,7 +49,10 @@ impl Gateway {
     }
 
     pub fn credentials_of(&self, id: &str) -> Value {
-        self.credentials.get(id).cloned().unwrap_or(Value::UNDEFINED)
+        self.credentials
+            .get(id)
+            .cloned()
+            .unwrap_or(Value::UNDEFINED)
     }
 
     pub fn endpoint(&self, id: &str) -> Option<&str> {

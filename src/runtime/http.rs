@@ -37,7 +37,11 @@ pub fn router(web: Web) -> Router {
 }
 
 fn reply(r: &Reply) -> Response {
-    let mut resp = (StatusCode::from_u16(r.status).unwrap_or(StatusCode::OK), r.body.clone()).into_response();
+    let mut resp = (
+        StatusCode::from_u16(r.status).unwrap_or(StatusCode::OK),
+        r.body.clone(),
+    )
+        .into_response();
     if let Some(ct) = &r.content_type
         && let Ok(v) = ct.parse()
     {
@@ -46,7 +50,12 @@ fn reply(r: &Reply) -> Response {
     resp
 }
 
-async fn callback(State(web): State<Web>, Path(department): Path<String>, headers: HeaderMap, body: Bytes) -> Response {
+async fn callback(
+    State(web): State<Web>,
+    Path(department): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     let gw = &web.gw;
     let Some(dept) = gw.department(&department).filter(|d| d.connected) else {
         return (StatusCode::NOT_FOUND, "no such department").into_response();
@@ -56,7 +65,12 @@ async fn callback(State(web): State<Web>, Path(department): Path<String>, header
     };
     let hv: Vec<(String, String)> = headers
         .iter()
-        .map(|(k, v)| (k.as_str().to_ascii_lowercase(), v.to_str().unwrap_or("").to_string()))
+        .map(|(k, v)| {
+            (
+                k.as_str().to_ascii_lowercase(),
+                v.to_str().unwrap_or("").to_string(),
+            )
+        })
         .collect();
     let now = gw.clock.now_ms();
     let note = |summary: String| AuditRecord {
@@ -70,12 +84,18 @@ async fn callback(State(web): State<Web>, Path(department): Path<String>, header
     };
     let records = match reader.read(&hv, &body, gw.credentials_of(&dept.id)) {
         CallbackRead::Unauthorized => {
-            let _ = gw.store.audit(&[note("callback refused: authentication failed".into())]).await;
+            let _ = gw
+                .store
+                .audit(&[note("callback refused: authentication failed".into())])
+                .await;
             tracing::warn!(department = %dept.id, "callback refused: authentication failed");
             return reply(&reader.unauthorized);
         }
         CallbackRead::Unreadable(e) => {
-            let _ = gw.store.audit(&[note(format!("callback unreadable: {e}"))]).await;
+            let _ = gw
+                .store
+                .audit(&[note(format!("callback unreadable: {e}"))])
+                .await;
             tracing::warn!(department = %dept.id, error = %e, "callback unreadable");
             return reply(&reader.unreadable);
         }
@@ -83,7 +103,13 @@ async fn callback(State(web): State<Web>, Path(department): Path<String>, header
     };
     let (found, bad) = reports::read_all(dept, &records, None);
     if !bad.is_empty() {
-        let _ = gw.store.audit(&[note(format!("callback with unreadable report: {}", bad.join("; ")))]).await;
+        let _ = gw
+            .store
+            .audit(&[note(format!(
+                "callback with unreadable report: {}",
+                bad.join("; ")
+            ))])
+            .await;
         return reply(&reader.unreadable);
     }
     for (item, r) in found {
@@ -99,7 +125,15 @@ async fn callback(State(web): State<Web>, Path(department): Path<String>, header
             payload: json!({"quiet": 0}),
         };
         let extra = Extra {
-            audit: vec![AuditRecord::new(&r.case_id, Some(&item), Some(&dept.id), now, "callback", format!("status {}", r.status), Some(&body))],
+            audit: vec![AuditRecord::new(
+                &r.case_id,
+                Some(&item),
+                Some(&dept.id),
+                now,
+                "callback",
+                format!("status {}", r.status),
+                Some(&body),
+            )],
             timers: vec![quiet],
             ..Default::default()
         };
@@ -107,7 +141,10 @@ async fn callback(State(web): State<Web>, Path(department): Path<String>, header
             Ok(Some(_)) => {}
             Ok(None) => {
                 super::metrics::Metrics::inc(&gw.metrics.unknown_case_reports);
-                let _ = gw.store.audit(&[note(format!("callback for unknown case {}", r.case_id))]).await;
+                let _ = gw
+                    .store
+                    .audit(&[note(format!("callback for unknown case {}", r.case_id))])
+                    .await;
                 tracing::warn!(department = %dept.id, case_id = %r.case_id, "callback for an unknown case");
             }
             Err(e) => {
@@ -122,8 +159,13 @@ async fn callback(State(web): State<Web>, Path(department): Path<String>, header
 async fn ready(State(web): State<Web>) -> Response {
     let store = web.gw.store.ping().await;
     let broker = web.broker.get().is_some_and(Broker::is_connected);
-    let body = json!({"store": if store {"up"} else {"down"}, "broker": if broker {"up"} else {"down"}});
-    let status = if store && broker { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    let body =
+        json!({"store": if store {"up"} else {"down"}, "broker": if broker {"up"} else {"down"}});
+    let status = if store && broker {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
     (status, axum::Json(body)).into_response()
 }
 

@@ -20,7 +20,12 @@ use crate::transport::folder;
 /// Watches every file-exchange department until `stop`.
 pub async fn run(gw: Arc<Gateway>, mut stop: watch::Receiver<bool>) {
     loop {
-        for dept in gw.mapping.departments.values().filter(|d| d.exchange.is_some()) {
+        for dept in gw
+            .mapping
+            .departments
+            .values()
+            .filter(|d| d.exchange.is_some())
+        {
             if let Err(e) = scan(&gw, dept).await {
                 tracing::warn!(department = %dept.id, error = %e, "cannot read the exchange folder");
             }
@@ -41,9 +46,17 @@ async fn scan(gw: &Gateway, dept: &Department) -> Result<(), String> {
     }
     let mut files = folder::pending_answers(&inbox).map_err(|e| e.to_string())?;
     // Answers are written in order; their modification times keep it across operations.
-    files.sort_by_key(|p| (std::fs::metadata(p).and_then(|m| m.modified()).ok(), p.clone()));
+    files.sort_by_key(|p| {
+        (
+            std::fs::metadata(p).and_then(|m| m.modified()).ok(),
+            p.clone(),
+        )
+    });
     for path in files {
-        let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
         let bytes = tokio::fs::read(&path).await.map_err(|e| e.to_string())?;
         match read(dept, &name, &bytes) {
             Ok(found) => {
@@ -51,7 +64,15 @@ async fn scan(gw: &Gateway, dept: &Department) -> Result<(), String> {
                 for (item, r) in found {
                     let inputs: Vec<_> = reports::input(gw, &item, &r).into_iter().collect();
                     let extra = Extra {
-                        audit: vec![AuditRecord::new(&r.case_id, Some(&item), Some(&dept.id), gw.clock.now_ms(), "file", format!("answer file {name}: status {}", r.status), Some(&bytes))],
+                        audit: vec![AuditRecord::new(
+                            &r.case_id,
+                            Some(&item),
+                            Some(&dept.id),
+                            gw.clock.now_ms(),
+                            "file",
+                            format!("answer file {name}: status {}", r.status),
+                            Some(&bytes),
+                        )],
                         ..Default::default()
                     };
                     match apply::apply(gw, &r.case_id, &inputs, extra).await {

@@ -36,31 +36,75 @@ pub async fn take(gw: &Gateway, broker: &Broker, msg: &Inbound) -> Result<Taken,
     Ok(taken)
 }
 
-async fn dead(gw: &Gateway, broker: &Broker, msg: &Inbound, reason: &'static str, errors: Value, case_id: Option<&str>) -> Result<Taken, String> {
-    broker.dead_letter(msg, reason, &errors).await.map_err(|e| e.to_string())?;
+async fn dead(
+    gw: &Gateway,
+    broker: &Broker,
+    msg: &Inbound,
+    reason: &'static str,
+    errors: Value,
+    case_id: Option<&str>,
+) -> Result<Taken, String> {
+    broker
+        .dead_letter(msg, reason, &errors)
+        .await
+        .map_err(|e| e.to_string())?;
     let body = String::from_utf8_lossy(&msg.body);
     gw.store
-        .dead_letter(gw.clock.now_ms(), reason, &errors.to_string(), case_id, &body)
+        .dead_letter(
+            gw.clock.now_ms(),
+            reason,
+            &errors.to_string(),
+            case_id,
+            &body,
+        )
         .await
         .map_err(|e| e.to_string())?;
     super::metrics::Metrics::inc(&gw.metrics.dead_lettered);
-    tracing::warn!(case_id = case_id.unwrap_or(""), reason, "message dead-lettered");
+    tracing::warn!(
+        case_id = case_id.unwrap_or(""),
+        reason,
+        "message dead-lettered"
+    );
     Ok(Taken::DeadLettered(reason))
 }
 
 async fn classify(gw: &Gateway, broker: &Broker, msg: &Inbound) -> Result<Taken, String> {
     let Ok(v) = serde_json::from_slice::<Value>(&msg.body) else {
-        return dead(gw, broker, msg, "not json", json!([{"path": "", "message": "not JSON"}]), None).await;
+        return dead(
+            gw,
+            broker,
+            msg,
+            "not json",
+            json!([{"path": "", "message": "not JSON"}]),
+            None,
+        )
+        .await;
     };
     let case_id = v.get("case_id").and_then(Value::as_str).map(str::to_string);
     match v.get("schema").and_then(Value::as_str) {
         Some("onething.submission/v1") => submission(gw, broker, msg, &v, case_id).await,
         Some("onething.withdrawal/v1") => withdrawal(gw, broker, msg, &v, case_id).await,
-        _ => dead(gw, broker, msg, "unknown schema", json!([{"path": "/schema", "message": "unknown schema"}]), case_id.as_deref()).await,
+        _ => {
+            dead(
+                gw,
+                broker,
+                msg,
+                "unknown schema",
+                json!([{"path": "/schema", "message": "unknown schema"}]),
+                case_id.as_deref(),
+            )
+            .await
+        }
     }
 }
 
-async fn submission(gw: &Gateway, broker: &Broker, msg: &Inbound, v: &Value, case_id: Option<String>) -> Result<Taken, String> {
+async fn submission(
+    gw: &Gateway,
+    broker: &Broker,
+    msg: &Inbound,
+    v: &Value,
+    case_id: Option<String>,
+) -> Result<Taken, String> {
     if let Err(errors) = validate_submission(&msg.body, &gw.mapping) {
         let ej = errors_json(&errors);
         let taken = dead(gw, broker, msg, "invalid", ej.clone(), case_id.as_deref()).await?;
@@ -74,12 +118,25 @@ async fn submission(gw: &Gateway, broker: &Broker, msg: &Inbound, v: &Value, cas
     let now = gw.clock.now();
     let effects = engine::apply(&mut case, Input::Received, now, &gw.calendar);
     let extra = Extra {
-        audit: vec![AuditRecord::new(&case_id, None, None, now.timestamp_millis(), "inbound", "submission received and valid", Some(&msg.body))],
+        audit: vec![AuditRecord::new(
+            &case_id,
+            None,
+            None,
+            now.timestamp_millis(),
+            "inbound",
+            "submission received and valid",
+            Some(&msg.body),
+        )],
         ..Default::default()
     };
     let (update, _) = apply::to_update(gw, &case, &effects, &extra);
     let text = String::from_utf8_lossy(&msg.body);
-    match gw.store.insert_case(&case, &text, update).await.map_err(|e| e.to_string())? {
+    match gw
+        .store
+        .insert_case(&case, &text, update)
+        .await
+        .map_err(|e| e.to_string())?
+    {
         Inserted::New => {
             gw.timers_added.notify_one();
             gw.events_added.notify_one();
@@ -90,7 +147,15 @@ async fn submission(gw: &Gateway, broker: &Broker, msg: &Inbound, v: &Value, cas
             let stored: Value = serde_json::from_str(&submission).unwrap_or(Value::Null);
             if &stored == v {
                 gw.store
-                    .audit(&[AuditRecord::new(&case_id, None, None, gw.clock.now_ms(), "inbound", "duplicate delivery, same content: acknowledged", Some(&msg.body))])
+                    .audit(&[AuditRecord::new(
+                        &case_id,
+                        None,
+                        None,
+                        gw.clock.now_ms(),
+                        "inbound",
+                        "duplicate delivery, same content: acknowledged",
+                        Some(&msg.body),
+                    )])
                     .await
                     .map_err(|e| e.to_string())?;
                 Ok(Taken::Duplicate)
@@ -102,8 +167,18 @@ async fn submission(gw: &Gateway, broker: &Broker, msg: &Inbound, v: &Value, cas
 }
 
 /// `case.invalid`: published directly (the case is not stored and takes no `seq`).
-async fn announce_invalid(gw: &Gateway, broker: &Broker, msg: &Inbound, case_id: &str, v: &Value, errors: Value) -> Result<(), String> {
-    let event_id = format!("{case_id}:invalid:{}", &hex::encode(Sha256::digest(&msg.body))[..16]);
+async fn announce_invalid(
+    gw: &Gateway,
+    broker: &Broker,
+    msg: &Inbound,
+    case_id: &str,
+    v: &Value,
+    errors: Value,
+) -> Result<(), String> {
+    let event_id = format!(
+        "{case_id}:invalid:{}",
+        &hex::encode(Sha256::digest(&msg.body))[..16]
+    );
     let body = json!({
         "schema": "onething.event/v1",
         "event_id": event_id,
@@ -135,11 +210,17 @@ async fn announce_invalid(gw: &Gateway, broker: &Broker, msg: &Inbound, case_id:
 /// The case of a valid submission: its requested items in catalog order.
 pub fn new_case(gw: &Gateway, v: &Value) -> Case {
     let onething = v["onething"].as_str().unwrap_or_default();
-    let requested: Option<Vec<&str>> = v.get("items").and_then(Value::as_array).map(|a| a.iter().filter_map(Value::as_str).collect());
+    let requested: Option<Vec<&str>> = v
+        .get("items")
+        .and_then(Value::as_array)
+        .map(|a| a.iter().filter_map(Value::as_str).collect());
     let mut items = IndexMap::new();
     if let Some(ot) = gw.mapping.catalog.onething.get(onething) {
         for (code, it) in &ot.get_ref().items {
-            if requested.as_ref().is_some_and(|r| !r.contains(&code.as_str())) {
+            if requested
+                .as_ref()
+                .is_some_and(|r| !r.contains(&code.as_str()))
+            {
                 continue;
             }
             let it = it.get_ref();
@@ -147,7 +228,11 @@ pub fn new_case(gw: &Gateway, v: &Value) -> Case {
                 code.clone(),
                 Item {
                     department: it.department.get_ref().clone(),
-                    prerequisites: it.prerequisites.iter().map(|p| p.get_ref().clone()).collect(),
+                    prerequisites: it
+                        .prerequisites
+                        .iter()
+                        .map(|p| p.get_ref().clone())
+                        .collect(),
                     prereview_allowed: it.prereview,
                     complete_days: it.complete_days,
                     status: Status::Pending,
@@ -170,7 +255,13 @@ pub fn new_case(gw: &Gateway, v: &Value) -> Case {
                 .map(|(k, r)| {
                     let vals = r
                         .as_object()
-                        .map(|m| m.iter().map(|(a, b)| (a.clone(), b.as_str().unwrap_or_default().to_string())).collect())
+                        .map(|m| {
+                            m.iter()
+                                .map(|(a, b)| {
+                                    (a.clone(), b.as_str().unwrap_or_default().to_string())
+                                })
+                                .collect()
+                        })
                         .unwrap_or_default();
                     (k.clone(), vals)
                 })
@@ -186,19 +277,54 @@ pub fn new_case(gw: &Gateway, v: &Value) -> Case {
     )
 }
 
-async fn withdrawal(gw: &Gateway, broker: &Broker, msg: &Inbound, v: &Value, case_id: Option<String>) -> Result<Taken, String> {
+async fn withdrawal(
+    gw: &Gateway,
+    broker: &Broker,
+    msg: &Inbound,
+    v: &Value,
+    case_id: Option<String>,
+) -> Result<Taken, String> {
     let errors = validate_withdrawal_value(v);
     if !errors.is_empty() {
-        return dead(gw, broker, msg, "invalid", errors_json(&errors), case_id.as_deref()).await;
+        return dead(
+            gw,
+            broker,
+            msg,
+            "invalid",
+            errors_json(&errors),
+            case_id.as_deref(),
+        )
+        .await;
     }
     let case_id = case_id.unwrap_or_default();
     let reason = v["reason"].as_str().unwrap_or_default().to_string();
     let extra = Extra {
-        audit: vec![AuditRecord::new(&case_id, None, None, gw.clock.now_ms(), "inbound", format!("withdrawal: {reason}"), Some(&msg.body))],
+        audit: vec![AuditRecord::new(
+            &case_id,
+            None,
+            None,
+            gw.clock.now_ms(),
+            "inbound",
+            format!("withdrawal: {reason}"),
+            Some(&msg.body),
+        )],
         ..Default::default()
     };
-    match apply::apply(gw, &case_id, &[Input::Withdraw { reason }], extra).await.map_err(|e| e.to_string())? {
+    match apply::apply(gw, &case_id, &[Input::Withdraw { reason }], extra)
+        .await
+        .map_err(|e| e.to_string())?
+    {
         Some(_) => Ok(Taken::Withdrawal),
-        None => dead(gw, broker, msg, "unknown case", json!([{"path": "/case_id", "message": "unknown case"}]), Some(&case_id)).await,
+        None => {
+            dead(
+                gw,
+                broker,
+                msg,
+                "unknown case",
+                json!([{"path": "/case_id", "message": "unknown case"}]),
+                Some(&case_id),
+            )
+            .await
+        }
     }
 }

@@ -34,7 +34,10 @@ impl Window {
             let wait = {
                 let mut s = self.starts.lock().unwrap_or_else(|e| e.into_inner());
                 let now = Instant::now();
-                while s.front().is_some_and(|t| now.duration_since(*t) >= self.span) {
+                while s
+                    .front()
+                    .is_some_and(|t| now.duration_since(*t) >= self.span)
+                {
                     s.pop_front();
                 }
                 if s.len() < self.max {
@@ -49,7 +52,11 @@ impl Window {
 }
 
 impl Limiter {
-    pub fn new(concurrency: u32, per_second: Option<u32>, polls_per_minute: Option<u32>) -> Limiter {
+    pub fn new(
+        concurrency: u32,
+        per_second: Option<u32>,
+        polls_per_minute: Option<u32>,
+    ) -> Limiter {
         Limiter {
             slots: std::sync::Arc::new(Semaphore::new(concurrency.max(1) as usize)),
             per_second: per_second.map(|n| Window::new(n, Duration::from_secs(1))),
@@ -59,7 +66,12 @@ impl Limiter {
 
     /// A slot for one request (held until the permit is dropped).
     pub async fn request(&self) -> OwnedSemaphorePermit {
-        let permit = self.slots.clone().acquire_owned().await.expect("semaphore never closed");
+        let permit = self
+            .slots
+            .clone()
+            .acquire_owned()
+            .await
+            .expect("semaphore never closed");
         if let Some(w) = &self.per_second {
             w.take().await;
         }
@@ -84,8 +96,15 @@ mod tests {
         let l = Limiter::new(2, None, None);
         let a = l.request().await;
         let _b = l.request().await;
-        assert!(tokio::time::timeout(Duration::from_millis(20), l.request()).await.is_err(), "third waits");
+        assert!(
+            tokio::time::timeout(Duration::from_millis(20), l.request())
+                .await
+                .is_err(),
+            "third waits"
+        );
         drop(a);
-        let _c = tokio::time::timeout(Duration::from_secs(5), l.request()).await.expect("freed slot");
+        let _c = tokio::time::timeout(Duration::from_secs(5), l.request())
+            .await
+            .expect("freed slot");
     }
 }

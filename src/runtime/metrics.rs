@@ -55,22 +55,72 @@ impl Metrics {
         let c = |s: &mut String, name: &str, help: &str, v: u64| {
             let _ = writeln!(s, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}");
         };
-        c(&mut s, "onething_messages_consumed_total", "Inbound messages taken from the intake queue.", self.consumed.load(Ordering::Relaxed));
-        c(&mut s, "onething_events_published_total", "Events confirmed by the broker.", self.published.load(Ordering::Relaxed));
-        c(&mut s, "onething_dead_lettered_total", "Inbound messages dead-lettered.", self.dead_lettered.load(Ordering::Relaxed));
-        c(&mut s, "onething_unknown_case_reports_total", "Department reports for cases the gateway does not know.", self.unknown_case_reports.load(Ordering::Relaxed));
-        let _ = writeln!(s, "# HELP onething_pushes_total Requests to departments by outcome.\n# TYPE onething_pushes_total counter");
+        c(
+            &mut s,
+            "onething_messages_consumed_total",
+            "Inbound messages taken from the intake queue.",
+            self.consumed.load(Ordering::Relaxed),
+        );
+        c(
+            &mut s,
+            "onething_events_published_total",
+            "Events confirmed by the broker.",
+            self.published.load(Ordering::Relaxed),
+        );
+        c(
+            &mut s,
+            "onething_dead_lettered_total",
+            "Inbound messages dead-lettered.",
+            self.dead_lettered.load(Ordering::Relaxed),
+        );
+        c(
+            &mut s,
+            "onething_unknown_case_reports_total",
+            "Department reports for cases the gateway does not know.",
+            self.unknown_case_reports.load(Ordering::Relaxed),
+        );
+        let _ = writeln!(
+            s,
+            "# HELP onething_pushes_total Requests to departments by outcome.\n# TYPE onething_pushes_total counter"
+        );
         for ((d, o), v) in self.pushes.lock().unwrap_or_else(|e| e.into_inner()).iter() {
-            let _ = writeln!(s, "onething_pushes_total{{department=\"{d}\",outcome=\"{o}\"}} {v}");
+            let _ = writeln!(
+                s,
+                "onething_pushes_total{{department=\"{d}\",outcome=\"{o}\"}} {v}"
+            );
         }
-        let _ = writeln!(s, "# HELP onething_push_seconds Request latency by department.\n# TYPE onething_push_seconds histogram");
-        for (d, h) in self.latency.lock().unwrap_or_else(|e| e.into_inner()).iter() {
+        let _ = writeln!(
+            s,
+            "# HELP onething_push_seconds Request latency by department.\n# TYPE onething_push_seconds histogram"
+        );
+        for (d, h) in self
+            .latency
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+        {
             for (i, b) in BUCKETS.iter().enumerate() {
-                let _ = writeln!(s, "onething_push_seconds_bucket{{department=\"{d}\",le=\"{b}\"}} {}", h.counts[i]);
+                let _ = writeln!(
+                    s,
+                    "onething_push_seconds_bucket{{department=\"{d}\",le=\"{b}\"}} {}",
+                    h.counts[i]
+                );
             }
-            let _ = writeln!(s, "onething_push_seconds_bucket{{department=\"{d}\",le=\"+Inf\"}} {}", h.total);
-            let _ = writeln!(s, "onething_push_seconds_sum{{department=\"{d}\"}} {}", h.sum);
-            let _ = writeln!(s, "onething_push_seconds_count{{department=\"{d}\"}} {}", h.total);
+            let _ = writeln!(
+                s,
+                "onething_push_seconds_bucket{{department=\"{d}\",le=\"+Inf\"}} {}",
+                h.total
+            );
+            let _ = writeln!(
+                s,
+                "onething_push_seconds_sum{{department=\"{d}\"}} {}",
+                h.sum
+            );
+            let _ = writeln!(
+                s,
+                "onething_push_seconds_count{{department=\"{d}\"}} {}",
+                h.total
+            );
         }
         let mut typed = std::collections::BTreeSet::new();
         for (name, v) in gauges {

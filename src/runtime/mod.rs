@@ -77,18 +77,27 @@ impl RunConfig {
             config_dir,
             database_url: get("ONETHING_DATABASE_URL", "sqlite://data/onething.db"),
             amqp_url: get("ONETHING_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/%2f"),
-            http_addr: http_addr.parse().map_err(|_| format!("ONETHING_HTTP_ADDR: `{http_addr}` is not an address"))?,
-            warp: warp.parse().map_err(|_| format!("ONETHING_TIME_WARP: `{warp}` is not a number"))?,
+            http_addr: http_addr
+                .parse()
+                .map_err(|_| format!("ONETHING_HTTP_ADDR: `{http_addr}` is not an address"))?,
+            warp: warp
+                .parse()
+                .map_err(|_| format!("ONETHING_TIME_WARP: `{warp}` is not a number"))?,
             topology: Topology::from_env(&|k| env(k))?,
-            prefetch: get("ONETHING_PREFETCH", "64").parse().map_err(|_| "ONETHING_PREFETCH: not a number")?,
-            instance: get("ONETHING_INSTANCE", &format!("{}-{}", hostname(), std::process::id())),
+            prefetch: get("ONETHING_PREFETCH", "64")
+                .parse()
+                .map_err(|_| "ONETHING_PREFETCH: not a number")?,
+            // Stable across restarts: what this instance had claimed before a crash is resumed at once.
+            instance: get("ONETHING_INSTANCE", &hostname()),
             env,
         })
     }
 }
 
 fn hostname() -> String {
-    std::fs::read_to_string("/etc/hostname").map(|s| s.trim().to_string()).unwrap_or_else(|_| "onething".into())
+    std::fs::read_to_string("/etc/hostname")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_else(|_| "onething".into())
 }
 
 /// The running daemon.
@@ -120,19 +129,45 @@ pub async fn gateway(cfg: &RunConfig) -> Result<Arc<Gateway>, String> {
             }
             Err(m) => missing.extend(m),
         }
-        let endpoint = d.resolved_base_url(&lookup).or_else(|| d.resolved_folder(&lookup));
+        let endpoint = d
+            .resolved_base_url(&lookup)
+            .or_else(|| d.resolved_folder(&lookup));
         if let Some(e) = endpoint {
             endpoints.insert(d.id.clone(), e);
         }
         let l = &d.limits;
-        limits.insert(d.id.clone(), Arc::new(limits::Limiter::new(l.concurrency, l.per_second, l.poll_per_minute)));
+        limits.insert(
+            d.id.clone(),
+            Arc::new(limits::Limiter::new(
+                l.concurrency,
+                l.per_second,
+                l.poll_per_minute,
+            )),
+        );
     }
     if !missing.is_empty() {
-        return Err(format!("missing credentials in the environment: {}", missing.join(", ")));
+        return Err(format!(
+            "missing credentials in the environment: {}",
+            missing.join(", ")
+        ));
     }
     let calendar = Calendar::new(&mapping.calendars);
-    let store = Store::open(&cfg.database_url).await.map_err(|e| format!("cannot open the store: {e}"))?;
+    let store = Store::open(&cfg.database_url)
+        .await
+        .map_err(|e| format!("cannot open the store: {e}"))?;
+    let resumed = store
+        .release_owner(&cfg.instance)
+        .await
+        .map_err(|e| format!("cannot open the store: {e}"))?;
+    if resumed > 0 {
+        tracing::info!(instance = %cfg.instance, timers = resumed, "resuming work claimed before the last stop");
+    }
     let http = Http::new();
+    let batch_polls = mapping
+        .departments
+        .keys()
+        .map(|d| (d.clone(), Default::default()))
+        .collect();
     Ok(Arc::new(Gateway {
         tokens: Tokens::new(http.clone()),
         http,
@@ -142,6 +177,7 @@ pub async fn gateway(cfg: &RunConfig) -> Result<Arc<Gateway>, String> {
         calendar,
         credentials,
         endpoints,
+        batch_polls,
         limits,
         timers_added: Default::default(),
         events_added: Default::default(),
@@ -161,7 +197,10 @@ pub async fn start(cfg: RunConfig) -> Result<Running, String> {
         .map_err(|e| format!("cannot listen on {}: {e}", cfg.http_addr))?;
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
     let mut tasks = Vec::new();
-    let app = http::router(http::Web { gw: gw.clone(), broker: broker_cell.clone() });
+    let app = http::router(http::Web {
+        gw: gw.clone(),
+        broker: broker_cell.clone(),
+    });
     let mut srx = rx.clone();
     tasks.push(tokio::spawn(async move {
         let _ = axum::serve(listener, app)
@@ -200,10 +239,21 @@ pub async fn start(cfg: RunConfig) -> Result<Running, String> {
     }
     let scheduler = tokio::spawn(scheduler::run(gw.clone(), rx));
     tracing::info!(%addr, instance = %gw.instance, warp = gw.clock.warp(), "gateway started");
-    Ok(Running { addr, gateway: gw, stop, tasks, scheduler })
+    Ok(Running {
+        addr,
+        gateway: gw,
+        stop,
+        tasks,
+        scheduler,
+    })
 }
 
-async fn intake_loop(gw: Arc<Gateway>, broker: Broker, prefetch: u16, mut stop: watch::Receiver<bool>) {
+async fn intake_loop(
+    gw: Arc<Gateway>,
+    broker: Broker,
+    prefetch: u16,
+    mut stop: watch::Receiver<bool>,
+) {
     let mut consumer = loop {
         match broker.consume(prefetch).await {
             Ok(c) => break c,
@@ -224,7 +274,11 @@ async fn intake_loop(gw: Arc<Gateway>, broker: Broker, prefetch: u16, mut stop: 
             _ = stop.wait_for(|s| *s) => break,
         };
         let Some(msg) = msg else { break };
-        let permit = slots.clone().acquire_owned().await.expect("semaphore never closed");
+        let permit = slots
+            .clone()
+            .acquire_owned()
+            .await
+            .expect("semaphore never closed");
         let gw = gw.clone();
         let broker = broker.clone();
         running.spawn(async move {

@@ -37,26 +37,57 @@ pub async fn run(gw: Arc<Gateway>, broker: Broker, mut stop: watch::Receiver<boo
     }
 }
 
-/// Publishes a batch; stops at the first failure so that a case's events stay in `seq` order.
-async fn publish_some(gw: &Gateway, broker: &Broker) -> Result<usize, String> {
-    let batch = gw.store.unpublished(200).await.map_err(|e| e.to_string())?;
-    let mut done = 0;
-    for ev in &batch {
-        let v: serde_json::Value = serde_json::from_str(&ev.body).unwrap_or_default();
-        broker
-            .publish_event(&EventMessage {
-                event_id: &ev.event_id,
-                case_id: &ev.case_id,
-                routing_key: &ev.routing_key,
-                item: v.get("item").and_then(|x| x.as_str()),
-                department: v.get("department").and_then(|x| x.as_str()),
-                body: ev.body.as_bytes(),
-            })
-            .await
-            .map_err(|e| e.to_string())?;
-        gw.store.mark_published(&ev.event_id, gw.clock.now_ms()).await.map_err(|e| e.to_string())?;
-        super::metrics::Metrics::inc(&gw.metrics.published);
-        done += 1;
+/// Publishes a batch: each case's events one after the other (so they stay in `seq` order), the
+/// cases side by side (so confirms are awaited in parallel). A case stops at its first failure;
+/// what was confirmed is marked published.
+async fn publish_some(gw: &Arc<Gateway>, broker: &Broker) -> Result<usize, String> {
+    let batch = gw.store.unpublished(500).await.map_err(|e| e.to_string())?;
+    let mut cases: indexmap::IndexMap<String, Vec<crate::store::OutboxEvent>> =
+        indexmap::IndexMap::new();
+    for ev in batch {
+        cases.entry(ev.case_id.clone()).or_default().push(ev);
     }
-    Ok(done)
+    let mut tasks = tokio::task::JoinSet::new();
+    for (_, events) in cases {
+        let broker = broker.clone();
+        tasks.spawn(async move {
+            let mut done = Vec::new();
+            for ev in &events {
+                let v: serde_json::Value = serde_json::from_str(&ev.body).unwrap_or_default();
+                let sent = broker
+                    .publish_event(&EventMessage {
+                        event_id: &ev.event_id,
+                        case_id: &ev.case_id,
+                        routing_key: &ev.routing_key,
+                        item: v.get("item").and_then(|x| x.as_str()),
+                        department: v.get("department").and_then(|x| x.as_str()),
+                        body: ev.body.as_bytes(),
+                    })
+                    .await;
+                if let Err(e) = sent {
+                    return (done, Some(e.to_string()));
+                }
+                done.push(ev.event_id.clone());
+            }
+            (done, None)
+        });
+    }
+    let mut confirmed = Vec::new();
+    let mut failure = None;
+    while let Some(r) = tasks.join_next().await {
+        let (done, err) = r.map_err(|e| e.to_string())?;
+        confirmed.extend(done);
+        failure = failure.or(err);
+    }
+    gw.store
+        .mark_published_all(&confirmed, gw.clock.now_ms())
+        .await
+        .map_err(|e| e.to_string())?;
+    for _ in &confirmed {
+        super::metrics::Metrics::inc(&gw.metrics.published);
+    }
+    match failure {
+        Some(e) => Err(e),
+        None => Ok(confirmed.len()),
+    }
 }

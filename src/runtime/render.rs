@@ -20,7 +20,15 @@ pub struct Extras<'a> {
 }
 
 /// Renders `op` for `item` of `case` (whose submission is `submission`).
-pub fn render(gw: &Gateway, dept: &Department, op: &Operation, case: &Case, submission: &Value, item: &str, x: Extras<'_>) -> Result<Request, String> {
+pub fn render(
+    gw: &Gateway,
+    dept: &Department,
+    op: &Operation,
+    case: &Case,
+    submission: &Value,
+    item: &str,
+    x: Extras<'_>,
+) -> Result<Request, String> {
     let it = case.items.get(item);
     let nonce = random_nonce();
     let ctx = context::build(RenderInput {

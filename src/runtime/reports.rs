@@ -26,18 +26,32 @@ pub fn input(gw: &Gateway, item: &str, r: &StatusReport) -> Option<Input> {
             stage: stage.clone(),
             note: note.clone(),
         },
-        Reported::Accepted { accepted_at } => Change::Accepted { at: time(gw, accepted_at) },
-        Reported::Rejected { reason } => Change::Rejected { reason: reason.clone() },
-        Reported::Approved { results, accepted_at } => Change::Approved {
+        Reported::Accepted { accepted_at } => Change::Accepted {
+            at: time(gw, accepted_at),
+        },
+        Reported::Rejected { reason } => Change::Rejected {
+            reason: reason.clone(),
+        },
+        Reported::Approved {
+            results,
+            accepted_at,
+        } => Change::Approved {
             results: results.clone(),
             accepted_at: time(gw, accepted_at),
         },
-        Reported::Denied { reason, accepted_at } => Change::Denied {
+        Reported::Denied {
+            reason,
+            accepted_at,
+        } => Change::Denied {
             reason: reason.clone(),
             accepted_at: time(gw, accepted_at),
         },
-        Reported::Withdrawn { reason } => Change::Withdrawn { reason: reason.clone() },
-        Reported::Failed { error } => Change::Failed { error: error.clone() },
+        Reported::Withdrawn { reason } => Change::Withdrawn {
+            reason: reason.clone(),
+        },
+        Reported::Failed { error } => Change::Failed {
+            error: error.clone(),
+        },
         Reported::Ignore => return None,
     };
     Some(Input::Report {
@@ -49,21 +63,34 @@ pub fn input(gw: &Gateway, item: &str, r: &StatusReport) -> Option<Input> {
 
 /// Reads records into reports, keeping those about `item` of `case_id` when given. A record that
 /// cannot be read is returned as an error text (the caller audits it; nothing is half-applied).
-pub fn read_all(dept: &Department, records: &[Value], asked: Option<(&str, &str)>) -> (Vec<(String, StatusReport)>, Vec<String>) {
+pub fn read_all(
+    dept: &Department,
+    records: &[Value],
+    asked: Option<(&str, &str)>,
+) -> (Vec<(String, StatusReport)>, Vec<String>) {
     let Some(reader) = &dept.report else {
-        return (Vec::new(), vec![format!("{} has no [report] section", dept.id)]);
+        return (
+            Vec::new(),
+            vec![format!("{} has no [report] section", dept.id)],
+        );
     };
-    let single = (dept.items.len() == 1).then(|| dept.items.keys().next().cloned()).flatten();
+    let single = (dept.items.len() == 1)
+        .then(|| dept.items.keys().next().cloned())
+        .flatten();
     let mut ok = Vec::new();
     let mut bad = Vec::new();
     for rec in records {
         let asked_item = asked.map(|(_, i)| i).or(single.as_deref());
-        let extra: Vec<(&'static str, Value)> = asked.map(|(c, _)| vec![("case_id", Value::from(c))]).unwrap_or_default();
+        let extra: Vec<(&'static str, Value)> = asked
+            .map(|(c, _)| vec![("case_id", Value::from(c))])
+            .unwrap_or_default();
         match reader.read(rec, asked_item, &extra) {
             Ok(r) => {
                 let item = r.item.clone().or_else(|| single.clone());
                 match item {
-                    Some(i) if asked.is_none_or(|(c, ai)| c == r.case_id && ai == i) => ok.push((i, r)),
+                    Some(i) if asked.is_none_or(|(c, ai)| c == r.case_id && ai == i) => {
+                        ok.push((i, r))
+                    }
                     Some(_) => {}
                     None => bad.push("report does not say which item it is about".into()),
                 }

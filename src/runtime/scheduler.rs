@@ -24,7 +24,13 @@ pub async fn run(gw: Arc<Gateway>, mut stop: watch::Receiver<bool>) -> JoinSet<(
         let free = slots.available_permits().min(128) as i64;
         let claimed = if free > 0 {
             gw.store
-                .claim_due(gw.clock.now_ms(), gw.clock.real_ms(), &gw.instance, LEASE, free)
+                .claim_due(
+                    gw.clock.now_ms(),
+                    gw.clock.real_ms(),
+                    &gw.instance,
+                    LEASE,
+                    free,
+                )
                 .await
         } else {
             Ok(Vec::new())
@@ -32,7 +38,11 @@ pub async fn run(gw: Arc<Gateway>, mut stop: watch::Receiver<bool>) -> JoinSet<(
         match claimed {
             Ok(timers) if !timers.is_empty() => {
                 for t in timers {
-                    let permit = slots.clone().acquire_owned().await.expect("semaphore never closed");
+                    let permit = slots
+                        .clone()
+                        .acquire_owned()
+                        .await
+                        .expect("semaphore never closed");
                     let gw = gw.clone();
                     tasks.spawn(async move {
                         dispatch::handle(gw, t).await;

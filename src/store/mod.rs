@@ -97,8 +97,16 @@ pub struct Timer {
 /// What becomes of a claimed timer.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Release {
-    Delete { id: i64, token: String },
-    Reschedule { id: i64, token: String, due_at: i64, payload: serde_json::Value },
+    Delete {
+        id: i64,
+        token: String,
+    },
+    Reschedule {
+        id: i64,
+        token: String,
+        due_at: i64,
+        payload: serde_json::Value,
+    },
 }
 
 /// An event in the outbox.
@@ -126,7 +134,15 @@ pub struct AuditRecord {
 }
 
 impl AuditRecord {
-    pub fn new(case_id: &str, item: Option<&str>, department: Option<&str>, at: i64, kind: &str, summary: impl Into<String>, body: Option<&[u8]>) -> AuditRecord {
+    pub fn new(
+        case_id: &str,
+        item: Option<&str>,
+        department: Option<&str>,
+        at: i64,
+        kind: &str,
+        summary: impl Into<String>,
+        body: Option<&[u8]>,
+    ) -> AuditRecord {
         AuditRecord {
             case_id: Some(case_id.to_string()),
             item: item.map(str::to_string),
@@ -176,7 +192,9 @@ pub struct Update {
 pub enum Inserted {
     New,
     /// The id was taken; here is the submission stored under it.
-    Existing { submission: String },
+    Existing {
+        submission: String,
+    },
 }
 
 pub struct Store {
@@ -185,7 +203,8 @@ pub struct Store {
 }
 
 fn sqlite_path(url: &str) -> Option<&str> {
-    url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:"))
+    url.strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))
 }
 
 impl Store {
@@ -197,14 +216,17 @@ impl Store {
             if let Some(dir) = std::path::Path::new(file).parent()
                 && !dir.as_os_str().is_empty()
             {
-                std::fs::create_dir_all(dir).map_err(|e| StoreError::Db(format!("{}: {e}", dir.display())))?;
+                std::fs::create_dir_all(dir)
+                    .map_err(|e| StoreError::Db(format!("{}: {e}", dir.display())))?;
             }
             let sep = if path.contains('?') { '&' } else { '?' };
             (Backend::Sqlite, format!("sqlite://{path}{sep}mode=rwc"), 1)
         } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             (Backend::Postgres, url.to_string(), 8)
         } else {
-            return Err(StoreError::Db(format!("unsupported database URL `{url}` (sqlite://… or postgres://…)")));
+            return Err(StoreError::Db(format!(
+                "unsupported database URL `{url}` (sqlite://… or postgres://…)"
+            )));
         };
         let opts = AnyConnectOptions::from_str(&url)?;
         let pool = AnyPoolOptions::new()
@@ -213,9 +235,15 @@ impl Store {
             .after_connect(move |conn, _| {
                 Box::pin(async move {
                     if backend == Backend::Sqlite {
-                        sqlx::query("PRAGMA journal_mode=WAL").execute(&mut *conn).await?;
-                        sqlx::query("PRAGMA synchronous=NORMAL").execute(&mut *conn).await?;
-                        sqlx::query("PRAGMA busy_timeout=10000").execute(&mut *conn).await?;
+                        sqlx::query("PRAGMA journal_mode=WAL")
+                            .execute(&mut *conn)
+                            .await?;
+                        sqlx::query("PRAGMA synchronous=NORMAL")
+                            .execute(&mut *conn)
+                            .await?;
+                        sqlx::query("PRAGMA busy_timeout=10000")
+                            .execute(&mut *conn)
+                            .await?;
                     }
                     Ok(())
                 })
@@ -277,7 +305,12 @@ impl Store {
     }
 
     /// Stores a new case with its first update (events, timers, audit), unless its id is taken.
-    pub async fn insert_case(&self, state: &Case, submission: &str, first: Update) -> Result<Inserted> {
+    pub async fn insert_case(
+        &self,
+        state: &Case,
+        submission: &str,
+        first: Update,
+    ) -> Result<Inserted> {
         let mut tx = self.pool.begin().await?;
         let existing = sqlx::query(self.sql("SELECT submission FROM cases WHERE case_id = $1"))
             .bind(&state.case_id)
@@ -306,14 +339,17 @@ impl Store {
     }
 
     pub async fn load(&self, case_id: &str) -> Result<Option<StoredCase>> {
-        let row = sqlx::query(self.sql("SELECT state, submission, version FROM cases WHERE case_id = $1"))
-            .bind(case_id)
-            .fetch_optional(&self.pool)
-            .await?;
+        let row = sqlx::query(
+            self.sql("SELECT state, submission, version FROM cases WHERE case_id = $1"),
+        )
+        .bind(case_id)
+        .fetch_optional(&self.pool)
+        .await?;
         let Some(row) = row else { return Ok(None) };
         let state: String = row.try_get(0)?;
         Ok(Some(StoredCase {
-            state: serde_json::from_str(&state).map_err(|e| StoreError::Corrupt(format!("case {case_id}: {e}")))?,
+            state: serde_json::from_str(&state)
+                .map_err(|e| StoreError::Corrupt(format!("case {case_id}: {e}")))?,
             submission: row.try_get(1)?,
             version: row.try_get(2)?,
         }))
@@ -324,7 +360,8 @@ impl Store {
     pub async fn save(&self, update: &Update) -> Result<bool> {
         let mut tx = self.pool.begin().await?;
         if let Some(state) = &update.state {
-            let json = serde_json::to_string(state).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            let json =
+                serde_json::to_string(state).map_err(|e| StoreError::Corrupt(e.to_string()))?;
             let r = sqlx::query(self.sql(
                 "UPDATE cases SET state = $1, version = version + 1, updated_at = $2, completed = $3 WHERE case_id = $4 AND version = $5",
             ))
@@ -344,7 +381,11 @@ impl Store {
         Ok(true)
     }
 
-    async fn write_parts(&self, tx: &mut sqlx::Transaction<'_, sqlx::Any>, u: &Update) -> Result<()> {
+    async fn write_parts(
+        &self,
+        tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+        u: &Update,
+    ) -> Result<()> {
         for e in &u.events {
             sqlx::query(self.sql(
                 "INSERT INTO outbox (event_id, case_id, seq, routing_key, body, created_at) VALUES ($1, $2, $3, $4, $5, $6)",
@@ -359,12 +400,14 @@ impl Store {
             .await?;
         }
         for (item, kind) in &u.drop_timers {
-            sqlx::query(self.sql("DELETE FROM timers WHERE case_id = $1 AND item = $2 AND kind = $3"))
-                .bind(&u.case_id)
-                .bind(item)
-                .bind(kind)
-                .execute(&mut **tx)
-                .await?;
+            sqlx::query(
+                self.sql("DELETE FROM timers WHERE case_id = $1 AND item = $2 AND kind = $3"),
+            )
+            .bind(&u.case_id)
+            .bind(item)
+            .bind(kind)
+            .execute(&mut **tx)
+            .await?;
         }
         for r in &u.release {
             match r {
@@ -375,7 +418,12 @@ impl Store {
                         .execute(&mut **tx)
                         .await?;
                 }
-                Release::Reschedule { id, token, due_at, payload } => {
+                Release::Reschedule {
+                    id,
+                    token,
+                    due_at,
+                    payload,
+                } => {
                     sqlx::query(self.sql(
                         "UPDATE timers SET due_at = $1, payload = $2, lease_owner = NULL, lease_until = NULL WHERE id = $3 AND lease_owner = $4",
                     ))
@@ -410,7 +458,11 @@ impl Store {
         Ok(())
     }
 
-    async fn append_audit(&self, tx: &mut sqlx::Transaction<'_, sqlx::Any>, a: &AuditRecord) -> Result<()> {
+    async fn append_audit(
+        &self,
+        tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+        a: &AuditRecord,
+    ) -> Result<()> {
         let prev: Option<String> = sqlx::query(self.sql(
             "SELECT hash FROM audit WHERE case_id IS NOT DISTINCT FROM $1 ORDER BY id DESC LIMIT 1",
         ))
@@ -475,9 +527,20 @@ impl Store {
     }
 
     /// Claims due timers for `lease`: `now_gateway`/`now_real` in ms on each clock.
-    pub async fn claim_due(&self, now_gateway: i64, now_real: i64, owner: &str, lease: Duration, limit: i64) -> Result<Vec<Timer>> {
+    pub async fn claim_due(
+        &self,
+        now_gateway: i64,
+        now_real: i64,
+        owner: &str,
+        lease: Duration,
+        limit: i64,
+    ) -> Result<Vec<Timer>> {
         let token = format!("{owner}:{}", hex::encode(rand::random::<[u8; 6]>()));
-        let lock = if self.backend == Backend::Postgres { " FOR UPDATE SKIP LOCKED" } else { "" };
+        let lock = if self.backend == Backend::Postgres {
+            " FOR UPDATE SKIP LOCKED"
+        } else {
+            ""
+        };
         let q = format!(
             "UPDATE timers SET lease_owner = $1, lease_until = $2 WHERE id IN (\
                SELECT id FROM timers WHERE ((clock = 'g' AND due_at <= $3) OR (clock = 'r' AND due_at <= $4)) \
@@ -497,22 +560,42 @@ impl Store {
 
     /// Updates a claimed timer's payload and extends its lease (e.g. "sent" before a push goes
     /// out, so that a crash leaves the outcome marked unknown). `false` if the claim was lost.
-    pub async fn touch(&self, id: i64, token: &str, payload: &serde_json::Value, lease_until: i64) -> Result<bool> {
-        let r = sqlx::query(self.sql("UPDATE timers SET payload = $1, lease_until = $2 WHERE id = $3 AND lease_owner = $4"))
-            .bind(payload.to_string())
-            .bind(lease_until)
-            .bind(id)
-            .bind(token)
-            .execute(&self.pool)
-            .await?;
+    pub async fn touch(
+        &self,
+        id: i64,
+        token: &str,
+        payload: &serde_json::Value,
+        lease_until: i64,
+    ) -> Result<bool> {
+        let r = sqlx::query(self.sql(
+            "UPDATE timers SET payload = $1, lease_until = $2 WHERE id = $3 AND lease_owner = $4",
+        ))
+        .bind(payload.to_string())
+        .bind(lease_until)
+        .bind(id)
+        .bind(token)
+        .execute(&self.pool)
+        .await?;
         Ok(r.rows_affected() == 1)
     }
 
     /// Claims due timers of one kind at one department (batch polls); `now` is (gateway, real).
-    pub async fn claim_kind(&self, kind: &str, department: &str, now: (i64, i64), owner: &str, lease: Duration, limit: i64) -> Result<Vec<Timer>> {
+    pub async fn claim_kind(
+        &self,
+        kind: &str,
+        department: &str,
+        now: (i64, i64),
+        owner: &str,
+        lease: Duration,
+        limit: i64,
+    ) -> Result<Vec<Timer>> {
         let (now_gateway, now_real) = now;
         let token = format!("{owner}:{}", hex::encode(rand::random::<[u8; 6]>()));
-        let lock = if self.backend == Backend::Postgres { " FOR UPDATE SKIP LOCKED" } else { "" };
+        let lock = if self.backend == Backend::Postgres {
+            " FOR UPDATE SKIP LOCKED"
+        } else {
+            ""
+        };
         let q = format!(
             "UPDATE timers SET lease_owner = $1, lease_until = $2 WHERE id IN (\
                SELECT id FROM timers WHERE kind = $3 AND department = $4 AND ((clock = 'g' AND due_at <= $5) OR (clock = 'r' AND due_at <= $6)) \
@@ -530,6 +613,18 @@ impl Store {
             .fetch_all(&self.pool)
             .await?;
         rows.iter().map(|r| timer_row(r, &token)).collect()
+    }
+
+    /// Frees every timer claimed by `owner` (this instance before a restart): its work runs again
+    /// at once instead of after the lease. Returns how many.
+    pub async fn release_owner(&self, owner: &str) -> Result<u64> {
+        let r = sqlx::query(self.sql(
+            "UPDATE timers SET lease_owner = NULL, lease_until = NULL WHERE lease_owner LIKE $1",
+        ))
+        .bind(format!("{owner}:%"))
+        .execute(&self.pool)
+        .await?;
+        Ok(r.rows_affected())
     }
 
     /// Releases claimed timers outside a case update.
@@ -575,6 +670,20 @@ impl Store {
             .collect()
     }
 
+    /// Marks several events published in one transaction.
+    pub async fn mark_published_all(&self, event_ids: &[String], now: i64) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        for id in event_ids {
+            sqlx::query(self.sql("UPDATE outbox SET published_at = $1 WHERE event_id = $2"))
+                .bind(now)
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
     pub async fn mark_published(&self, event_id: &str, now: i64) -> Result<()> {
         sqlx::query(self.sql("UPDATE outbox SET published_at = $1 WHERE event_id = $2"))
             .bind(now)
@@ -607,7 +716,10 @@ impl Store {
 
     /// The open items of a case's timers of one kind (for pollers): (case, item) pairs.
     pub async fn timers_of(&self, case_id: &str) -> Result<Vec<(String, String, i64)>> {
-        let rows = sqlx::query(self.sql("SELECT item, kind, due_at FROM timers WHERE case_id = $1 ORDER BY item, kind"))
+        let rows =
+            sqlx::query(self.sql(
+                "SELECT item, kind, due_at FROM timers WHERE case_id = $1 ORDER BY item, kind",
+            ))
             .bind(case_id)
             .fetch_all(&self.pool)
             .await?;
@@ -617,7 +729,14 @@ impl Store {
     }
 
     /// Keeps a dead-lettered message.
-    pub async fn dead_letter(&self, at: i64, reason: &str, errors: &str, case_id: Option<&str>, body: &str) -> Result<()> {
+    pub async fn dead_letter(
+        &self,
+        at: i64,
+        reason: &str,
+        errors: &str,
+        case_id: Option<&str>,
+        body: &str,
+    ) -> Result<()> {
         sqlx::query(self.sql("INSERT INTO dead_letters (at, reason, errors, case_id, body) VALUES ($1, $2, $3, $4, $5)"))
             .bind(at)
             .bind(reason)
@@ -655,7 +774,11 @@ fn timer_row(r: &sqlx::any::AnyRow, token: &str) -> Result<Timer> {
         item: r.try_get(2)?,
         kind: r.try_get(3)?,
         department: r.try_get(4)?,
-        clock: if clock == "g" { TimerClock::Gateway } else { TimerClock::Real },
+        clock: if clock == "g" {
+            TimerClock::Gateway
+        } else {
+            TimerClock::Real
+        },
         due_at: r.try_get(6)?,
         payload: serde_json::from_str(&payload).map_err(|e| StoreError::Corrupt(e.to_string()))?,
         token: token.to_string(),
