@@ -90,5 +90,36 @@ async fn the_three_examples_complete_with_their_events_in_order() {
         assert_eq!(e["schema"], "onething.event/v1");
         assert!(e["at"].as_str().unwrap().ends_with("+08:00"));
     }
+    // `onething case`: items, states, references and the audit trail, personal data masked.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_onething"))
+        .args(["case", "410225-20260316-000123"])
+        .env("ONETHING_DATABASE_URL", &stack.config.database_url)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        text.starts_with("case 410225-20260316-000123  (newborn)  completed"),
+        "{text}"
+    );
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("hukou") && l.contains("police") && l.contains("approved")),
+        "{text}"
+    );
+    assert!(
+        text.contains("audit trail") && text.contains("item.approved seq"),
+        "{text}"
+    );
+    assert!(
+        !text.contains("410225202603150"),
+        "identity numbers are masked: {text}"
+    );
+    let unknown = std::process::Command::new(env!("CARGO_BIN_EXE_onething"))
+        .args(["case", "no-such-case"])
+        .env("ONETHING_DATABASE_URL", &stack.config.database_url)
+        .output()
+        .unwrap();
+    assert_eq!(unknown.status.code(), Some(1));
     stack.stop().await;
 }
