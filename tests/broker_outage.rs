@@ -18,7 +18,11 @@ use stack::{AMQP, Stack};
 use support::fixture;
 
 fn rabbitmqctl(verb: &str) {
-    let ok = std::process::Command::new("rabbitmqctl").arg(verb).output().map(|o| o.status.success()).unwrap_or(false);
+    let ok = std::process::Command::new("rabbitmqctl")
+        .arg(verb)
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false);
     assert!(ok, "rabbitmqctl {verb} failed");
 }
 
@@ -26,7 +30,9 @@ fn rabbitmqctl(verb: &str) {
 struct Restart;
 impl Drop for Restart {
     fn drop(&mut self) {
-        let _ = std::process::Command::new("rabbitmqctl").arg("start_app").output();
+        let _ = std::process::Command::new("rabbitmqctl")
+            .arg("start_app")
+            .output();
     }
 }
 
@@ -38,7 +44,10 @@ async fn readyz(addr: std::net::SocketAddr) -> Value {
 async fn wait_broker(addr: std::net::SocketAddr, want: &str) {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
     while readyz(addr).await["broker"] != want {
-        assert!(tokio::time::Instant::now() < deadline, "broker never {want}");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "broker never {want}"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
@@ -46,15 +55,37 @@ async fn wait_broker(addr: std::net::SocketAddr, want: &str) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_gateway_rides_out_a_broker_restart() {
     let _restart = Restart;
-    let timing = Timing { accept_after: Duration::from_millis(400), decide_after: Duration::from_millis(400) };
+    let timing = Timing {
+        accept_after: Duration::from_millis(400),
+        decide_after: Duration::from_millis(400),
+    };
     let stack = Stack::start_with("outage", timing).await;
     // The platform's durable events queue survives the restart.
     let events_q = format!("outage-events-{}", std::process::id());
     {
-        let conn = Connection::connect(AMQP, ConnectionProperties::default()).await.unwrap();
+        let conn = Connection::connect(AMQP, ConnectionProperties::default())
+            .await
+            .unwrap();
         let ch = conn.create_channel().await.unwrap();
-        ch.queue_declare(events_q.as_str().into(), QueueDeclareOptions { durable: true, ..Default::default() }, FieldTable::default()).await.unwrap();
-        ch.queue_bind(events_q.as_str().into(), stack.topology.events_exchange.as_str().into(), "#".into(), QueueBindOptions::default(), FieldTable::default()).await.unwrap();
+        ch.queue_declare(
+            events_q.as_str().into(),
+            QueueDeclareOptions {
+                durable: true,
+                ..Default::default()
+            },
+            FieldTable::default(),
+        )
+        .await
+        .unwrap();
+        ch.queue_bind(
+            events_q.as_str().into(),
+            stack.topology.events_exchange.as_str().into(),
+            "#".into(),
+            QueueBindOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .unwrap();
         let _ = conn.close(0, "done".into()).await;
     }
     let mut cases = Vec::new();
@@ -68,18 +99,26 @@ async fn the_gateway_rides_out_a_broker_restart() {
         }
     }
     // Work is under way when the broker goes.
-    stack.events_until(&cases[0], 60, |ev| ev.iter().any(|e| e["type"] == "item.dispatched")).await;
+    stack
+        .events_until(&cases[0], 60, |ev| {
+            ev.iter().any(|e| e["type"] == "item.dispatched")
+        })
+        .await;
     rabbitmqctl("stop_app");
     wait_broker(stack.daemon().addr, "down").await;
     // Departments keep being served meanwhile; the events wait in the outbox.
-    let store = onething::store::Store::open(&stack.config.database_url).await.unwrap();
+    let store = onething::store::Store::open(&stack.config.database_url)
+        .await
+        .unwrap();
     let before = store.counts().await.unwrap();
     rabbitmqctl("start_app");
     wait_broker(stack.daemon().addr, "up").await;
     // New cases are taken again after the restart.
     let mut late = fixture("newborn.json");
     late["case_id"] = "410225-outage-late".into();
-    let conn = Connection::connect(AMQP, ConnectionProperties::default()).await.unwrap();
+    let conn = Connection::connect(AMQP, ConnectionProperties::default())
+        .await
+        .unwrap();
     let ch = conn.create_channel().await.unwrap();
     ch.basic_publish(
         stack.topology.intake_exchange.as_str().into(),
@@ -98,26 +137,47 @@ async fn the_gateway_rides_out_a_broker_restart() {
     let mut done: HashSet<String> = HashSet::new();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
     while done.len() < cases.len() {
-        assert!(tokio::time::Instant::now() < deadline, "only {} of {} cases completed", done.len(), cases.len());
-        match ch.basic_get(events_q.as_str().into(), BasicGetOptions { no_ack: true }).await.unwrap() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "only {} of {} cases completed",
+            done.len(),
+            cases.len()
+        );
+        match ch
+            .basic_get(events_q.as_str().into(), BasicGetOptions { no_ack: true })
+            .await
+            .unwrap()
+        {
             Some(m) => {
                 let v: Value = serde_json::from_slice(&m.delivery.data).unwrap();
                 let case = v["case_id"].as_str().unwrap().to_string();
                 if v["type"] == "case.completed" {
                     done.insert(case.clone());
                 }
-                events.entry(case).or_default().insert(v["event_id"].as_str().unwrap().to_string(), v);
+                events
+                    .entry(case)
+                    .or_default()
+                    .insert(v["event_id"].as_str().unwrap().to_string(), v);
             }
             None => tokio::time::sleep(Duration::from_millis(20)).await,
         }
     }
     for id in &cases {
-        let mut seqs: Vec<u64> = events[id].values().map(|e| e["seq"].as_u64().unwrap()).collect();
+        let mut seqs: Vec<u64> = events[id]
+            .values()
+            .map(|e| e["seq"].as_u64().unwrap())
+            .collect();
         seqs.sort();
-        assert_eq!(seqs, (1..=seqs.len() as u64).collect::<Vec<_>>(), "{id}: an event was lost");
+        assert_eq!(
+            seqs,
+            (1..=seqs.len() as u64).collect::<Vec<_>>(),
+            "{id}: an event was lost"
+        );
     }
     assert!(before.cases >= 15);
-    let _ = ch.queue_delete(events_q.as_str().into(), QueueDeleteOptions::default()).await;
+    let _ = ch
+        .queue_delete(events_q.as_str().into(), QueueDeleteOptions::default())
+        .await;
     let _ = conn.close(0, "done".into()).await;
     stack.stop().await;
 }
