@@ -17,6 +17,8 @@ pub struct Calendar {
     off: HashSet<NaiveDate>,
     work: HashSet<NaiveDate>,
     years: BTreeSet<i32>,
+    /// Years without a file already warned about (once per year).
+    warned: std::sync::Arc<std::sync::Mutex<BTreeSet<i32>>>,
 }
 
 impl Calendar {
@@ -42,6 +44,16 @@ impl Calendar {
     }
 
     pub fn is_working_day(&self, d: NaiveDate) -> bool {
+        if !self.years.contains(&d.year()) {
+            let mut warned = self.warned.lock().unwrap_or_else(|e| e.into_inner());
+            if warned.insert(d.year()) {
+                tracing::warn!(
+                    year = d.year(),
+                    "no working-day calendar for this year: counting weekends only (add mappings/calendar/{}.toml)",
+                    d.year()
+                );
+            }
+        }
         if self.work.contains(&d) {
             return true;
         }

@@ -77,6 +77,8 @@ fn case(id: &str) -> Case {
             department_ref: None,
             accepted_at: None,
             dispatched_at: None,
+            accept_due: None,
+            complete_due: None,
             results: IndexMap::new(),
             stage: None,
             withdrawing: false,

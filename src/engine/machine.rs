@@ -154,6 +154,7 @@ impl Machine<'_> {
                 if self.status(item) < Status::Dispatched {
                     self.set(item, Status::Dispatched);
                     self.case.items[item].dispatched_at = Some(self.now);
+                    self.case.items[item].accept_due = Some(self.deadlines.deadline(self.now, 1));
                     self.emit(
                         "item.dispatched",
                         Some(item),
@@ -208,6 +209,7 @@ impl Machine<'_> {
         let days = self.case.items[item].complete_days;
         let due = self.deadlines.deadline(at, days);
         self.case.items[item].accepted_at = Some(at);
+        self.case.items[item].complete_due = Some(due);
         self.set(item, Status::Accepted);
         self.emit(
             "item.accepted",

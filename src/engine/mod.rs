@@ -87,6 +87,12 @@ pub struct Item {
     pub accepted_at: Option<DateTime<FixedOffset>>,
     /// When the accept clock started (the push or follow-up was acknowledged).
     pub dispatched_at: Option<DateTime<FixedOffset>>,
+    /// The accept limit, once its clock started.
+    #[serde(default)]
+    pub accept_due: Option<DateTime<FixedOffset>>,
+    /// The complete limit, once accepted.
+    #[serde(default)]
+    pub complete_due: Option<DateTime<FixedOffset>>,
     pub results: IndexMap<String, String>,
     /// The last progress stage reported (repeats emit nothing).
     pub stage: Option<String>,

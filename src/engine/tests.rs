@@ -28,6 +28,8 @@ fn item(dept: &str, pre: &[&str], prereview: bool) -> Item {
         department_ref: None,
         accepted_at: None,
         dispatched_at: None,
+        accept_due: None,
+        complete_due: None,
         results: IndexMap::new(),
         stage: None,
         withdrawing: false,

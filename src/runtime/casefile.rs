@@ -40,12 +40,14 @@ pub async fn render(store: &Store, case_id: &str) -> Result<Option<String>, Stor
         "item", "department", "status", "department ref", "accept limit", "complete limit"
     );
     for (code, it) in &case.items {
-        let limit = |k: &str| {
-            timers
-                .iter()
-                .find(|(i, kk, _)| i == code && kk == k)
-                .map(|(_, _, due)| at(*due))
-                .unwrap_or_else(|| "-".into())
+        // The limit as the state machine set it; an overdue one is marked.
+        let limit = |k: &str, due: Option<chrono::DateTime<chrono::FixedOffset>>| {
+            let pending = timers.iter().any(|(i, kk, _)| i == code && kk == k);
+            match due {
+                Some(d) if !pending && !it.status.is_final() => format!("{} OVERDUE", rfc3339(d)),
+                Some(d) => rfc3339(d),
+                None => "-".into(),
+            }
         };
         let _ = writeln!(
             s,
@@ -54,8 +56,13 @@ pub async fn render(store: &Store, case_id: &str) -> Result<Option<String>, Stor
             it.department,
             it.status.as_str(),
             it.department_ref.as_deref().unwrap_or("-"),
-            limit(kind::ACCEPT),
-            limit(kind::COMPLETE)
+            limit(
+                kind::ACCEPT,
+                it.accept_due
+                    .filter(|_| it.status == crate::engine::Status::Dispatched
+                        || it.accepted_at.is_none())
+            ),
+            limit(kind::COMPLETE, it.complete_due)
         );
     }
     let _ = writeln!(s, "\naudit trail");

@@ -739,6 +739,8 @@ async fn deadline(gw: &Gateway, t: &Timer) -> Result<(), String> {
     {
         Some(a) => {
             for ev in &a.events {
+                gw.metrics
+                    .overdue(&t.department, ev.detail["limit"].as_str().unwrap_or(""));
                 tracing::warn!(case_id = %t.case_id, item = %t.item, department = %t.department, detail = %ev.detail, "item overdue (督办)");
             }
             Ok(())

@@ -240,6 +240,8 @@ pub fn new_case(gw: &Gateway, v: &Value) -> Case {
                     department_ref: None,
                     accepted_at: None,
                     dispatched_at: None,
+                    accept_due: None,
+                    complete_due: None,
                     results: IndexMap::new(),
                     stage: None,
                     withdrawing: false,

@@ -11,6 +11,8 @@ pub struct Metrics {
     pub published: AtomicU64,
     pub dead_lettered: AtomicU64,
     pub unknown_case_reports: AtomicU64,
+    /// (department, limit) → overdue events.
+    overdue: Mutex<BTreeMap<(String, String), u64>>,
     /// (department, outcome) → pushes.
     pushes: Mutex<BTreeMap<(String, String), u64>>,
     /// department → (bucket upper bounds in seconds, counts, sum, total).
@@ -43,6 +45,15 @@ impl Metrics {
         }
         h.sum += seconds;
         h.total += 1;
+    }
+
+    pub fn overdue(&self, department: &str, limit: &str) {
+        *self
+            .overdue
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry((department.to_string(), limit.to_string()))
+            .or_default() += 1;
     }
 
     pub fn inc(counter: &AtomicU64) {
@@ -87,6 +98,21 @@ impl Metrics {
             let _ = writeln!(
                 s,
                 "onething_pushes_total{{department=\"{d}\",outcome=\"{o}\"}} {v}"
+            );
+        }
+        let _ = writeln!(
+            s,
+            "# HELP onething_overdue_total Items past a legal time limit (督办), by department and limit.\n# TYPE onething_overdue_total counter"
+        );
+        for ((d, l), v) in self
+            .overdue
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+        {
+            let _ = writeln!(
+                s,
+                "onething_overdue_total{{department=\"{d}\",limit=\"{l}\"}} {v}"
             );
         }
         let _ = writeln!(

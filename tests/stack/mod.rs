@@ -178,7 +178,25 @@ impl Stack {
         d
     }
 
+    /// With a drill clock running `warp` times faster.
+    pub async fn start_warped(name: &str, warp: f64) -> Stack {
+        Self::build_with(
+            name,
+            Timing {
+                accept_after: Duration::ZERO,
+                decide_after: Duration::ZERO,
+            },
+            true,
+            warp,
+        )
+        .await
+    }
+
     async fn build(name: &str, timing: Timing, in_process: bool) -> Stack {
+        Self::build_with(name, timing, in_process, 1.0).await
+    }
+
+    async fn build_with(name: &str, timing: Timing, in_process: bool, warp: f64) -> Stack {
         let mappings = fast_mappings(name);
         let work = mappings.parent().unwrap().to_path_buf();
         let gateway_addr = free_addr();
@@ -245,7 +263,7 @@ impl Stack {
             database_url: format!("sqlite://{}/state.db", work.display()),
             amqp_url: AMQP.into(),
             http_addr: gateway_addr,
-            warp: 1.0,
+            warp,
             topology: topology.clone(),
             prefetch: 32,
             instance: format!("test-{name}-{}", std::process::id()),
