@@ -29,7 +29,7 @@ fn overdue(ev: &[Value], item: &str) -> Vec<Value> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn overdue_events_follow_the_limits_once() {
-    let stack = Stack::start_warped("deadlines", WARP).await;
+    let mut stack = Stack::start_warped("deadlines", WARP).await;
     stack
         .submit(&case("王搁置:health", "410225-dl-shelve"))
         .await;
