@@ -111,6 +111,13 @@ async fn overdue_events_follow_the_limits_once() {
             "{id}: {timers:?}"
         );
     }
+    // A restart finds no deadline left to fire for them.
+    stack.daemon.take().unwrap().stop().await;
+    let again = onething::runtime::start(stack.config.clone())
+        .await
+        .unwrap();
+    stack::wait_ready(again.addr).await;
+    stack.daemon = Some(again);
     let events = store.case_events("410225-dl-shelve").await.unwrap();
     assert_eq!(
         events
