@@ -423,56 +423,29 @@ async fn withdraw(gw: &Gateway, t: &Timer) -> Result<(), String> {
         &mut audit,
     )
     .await;
+    // A withdrawal may be repeated safely: on anything but an answer, keep trying at the back-off's
+    // pace (`Retry-After` when the department says).
+    let retry = |after: Option<u64>, audit: Vec<AuditRecord>| {
+        let wait = backoff(dept, attempts.min(16)).max(Duration::from_secs(after.unwrap_or(0)));
+        let due = gw.clock.real_ms() + wait.as_millis() as i64;
+        store_only(
+            gw,
+            t,
+            later(t, due, json!({"attempts": attempts + 1})),
+            audit,
+        )
+    };
     let input = match outcome {
         Sent::Answered(read) => match read.outcome {
             Outcome::Ok { .. } | Outcome::Duplicate { .. } => answered(WithdrawAnswer::Done),
             Outcome::NotFound => answered(WithdrawAnswer::NotFound),
             Outcome::Finished | Outcome::Permanent { .. } => answered(WithdrawAnswer::Finished),
-            Outcome::Retry { after_secs, .. } => {
-                let wait = backoff(dept, attempts.min(16))
-                    .max(Duration::from_secs(after_secs.unwrap_or(0)));
-                return store_only(
-                    gw,
-                    t,
-                    later(
-                        t,
-                        gw.clock.real_ms() + wait.as_millis() as i64,
-                        json!({"attempts": attempts + 1}),
-                    ),
-                    audit,
-                )
-                .await;
-            }
+            Outcome::Retry { after_secs, .. } => return retry(after_secs, audit).await,
             Outcome::Unauthorized | Outcome::Unrecognised { .. } => {
-                let wait = backoff(dept, attempts.min(16));
-                return store_only(
-                    gw,
-                    t,
-                    later(
-                        t,
-                        gw.clock.real_ms() + wait.as_millis() as i64,
-                        json!({"attempts": attempts + 1}),
-                    ),
-                    audit,
-                )
-                .await;
+                return retry(None, audit).await;
             }
         },
-        // A withdrawal may be repeated safely: keep trying, at the back-off's pace.
-        Sent::NotSent(_) | Sent::Unknown(_) => {
-            let wait = backoff(dept, attempts.min(16));
-            return store_only(
-                gw,
-                t,
-                later(
-                    t,
-                    gw.clock.real_ms() + wait.as_millis() as i64,
-                    json!({"attempts": attempts + 1}),
-                ),
-                audit,
-            )
-            .await;
-        }
+        Sent::NotSent(_) | Sent::Unknown(_) => return retry(None, audit).await,
         Sent::RenderFailed(_) => answered(WithdrawAnswer::Finished),
         // The answer comes back as a file.
         Sent::Filed(_) => None,

@@ -657,17 +657,7 @@ impl Store {
         .bind(limit)
         .fetch_all(&self.pool)
         .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(OutboxEvent {
-                    event_id: r.try_get(0)?,
-                    case_id: r.try_get(1)?,
-                    seq: r.try_get(2)?,
-                    routing_key: r.try_get(3)?,
-                    body: r.try_get(4)?,
-                })
-            })
-            .collect()
+        rows.iter().map(outbox_row).collect()
     }
 
     /// Marks several events published in one transaction.
@@ -685,12 +675,7 @@ impl Store {
     }
 
     pub async fn mark_published(&self, event_id: &str, now: i64) -> Result<()> {
-        sqlx::query(self.sql("UPDATE outbox SET published_at = $1 WHERE event_id = $2"))
-            .bind(now)
-            .bind(event_id)
-            .execute(&self.pool)
-            .await?;
-        Ok(())
+        self.mark_published_all(&[event_id.to_string()], now).await
     }
 
     /// Events of a case in `seq` order (for `onething case` and tests).
@@ -701,20 +686,10 @@ impl Store {
         .bind(case_id)
         .fetch_all(&self.pool)
         .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(OutboxEvent {
-                    event_id: r.try_get(0)?,
-                    case_id: r.try_get(1)?,
-                    seq: r.try_get(2)?,
-                    routing_key: r.try_get(3)?,
-                    body: r.try_get(4)?,
-                })
-            })
-            .collect()
+        rows.iter().map(outbox_row).collect()
     }
 
-    /// The open items of a case's timers of one kind (for pollers): (case, item) pairs.
+    /// A case's timers: (item, kind, due at).
     pub async fn timers_of(&self, case_id: &str) -> Result<Vec<(String, String, i64)>> {
         let rows =
             sqlx::query(self.sql(
@@ -763,6 +738,16 @@ impl Store {
             timers: row.try_get(3)?,
         })
     }
+}
+
+fn outbox_row(r: &sqlx::any::AnyRow) -> Result<OutboxEvent> {
+    Ok(OutboxEvent {
+        event_id: r.try_get(0)?,
+        case_id: r.try_get(1)?,
+        seq: r.try_get(2)?,
+        routing_key: r.try_get(3)?,
+        body: r.try_get(4)?,
+    })
 }
 
 fn timer_row(r: &sqlx::any::AnyRow, token: &str) -> Result<Timer> {
