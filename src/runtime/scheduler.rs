@@ -10,8 +10,10 @@ use tokio::task::JoinSet;
 use super::dispatch;
 use super::gateway::Gateway;
 
-/// How long a claimed timer is ours before another instance may take it over.
-pub const LEASE: Duration = Duration::from_secs(120);
+/// How long a claimed timer is ours before another instance may take it over. Long enough for a
+/// request that waits for its department's rate limit (an instance that restarts frees its own
+/// leases at once).
+pub const LEASE: Duration = Duration::from_secs(600);
 
 pub async fn run(gw: Arc<Gateway>, mut stop: watch::Receiver<bool>) -> JoinSet<()> {
     let slots = Arc::new(Semaphore::new(256));
@@ -21,6 +23,14 @@ pub async fn run(gw: Arc<Gateway>, mut stop: watch::Receiver<bool>) -> JoinSet<(
             return tasks;
         }
         while tasks.try_join_next().is_some() {}
+        if slots.available_permits() == 0 {
+            // Every slot is busy: wait for one to free up rather than asking the store again.
+            tokio::select! {
+                _ = tasks.join_next() => {}
+                _ = stop.wait_for(|s| *s) => return tasks,
+            }
+            continue;
+        }
         let free = slots.available_permits().min(128) as i64;
         let claimed = if free > 0 {
             gw.store
