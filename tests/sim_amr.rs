@@ -10,7 +10,6 @@ mod support;
 use std::time::Duration;
 
 use onething::mapping::answer::Outcome;
-use onething::mapping::callback::CallbackRead;
 use onething::mapping::expr::to_value;
 use onething::mapping::operation::OpKind;
 use onething::mapping::report::Change;
@@ -144,31 +143,10 @@ fn read_callback(cb: &simkit::Callback) -> (Value, Change) {
         format!("Bearer {}", cred("ONETHING_DEPT_AMR_CALLBACK_TOKEN"))
     );
     let task: Value = serde_json::from_slice(&cb.body).unwrap();
-    let dept = &MAPPING.departments["amr"];
-    let headers: Vec<(String, String)> = cb
-        .headers
-        .iter()
-        .map(|(k, v)| (k.to_ascii_lowercase(), v.clone()))
-        .collect();
-    match dept
-        .callback
-        .as_ref()
-        .unwrap()
-        .read(&headers, &cb.body, env_value("amr"))
-    {
-        CallbackRead::Records(r) => {
-            let rep = dept
-                .report
-                .as_ref()
-                .unwrap()
-                .read(&r[0], None, &[])
-                .unwrap();
-            assert_eq!(rep.case_id, task["bizNo"].as_str().unwrap());
-            assert_eq!(rep.reference.as_deref(), task["taskId"].as_str());
-            (task, rep.change)
-        }
-        other => panic!("callback not accepted by the mapping: {other:?}"),
-    }
+    let rep = cb.report();
+    assert_eq!(rep.case_id, task["bizNo"].as_str().unwrap());
+    assert_eq!(rep.reference.as_deref(), task["taskId"].as_str());
+    (task, rep.change)
 }
 
 async fn next(kit: &Kit) -> (Value, Change) {

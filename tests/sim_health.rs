@@ -6,8 +6,6 @@ mod simkit;
 mod support;
 
 use onething::mapping::answer::Outcome;
-use onething::mapping::callback::CallbackRead;
-use onething::mapping::expr::to_value;
 use onething::mapping::operation::OpKind;
 use onething::mapping::report::Change;
 use simkit::Kit;
@@ -21,29 +19,7 @@ fn with_name(name: &str) -> serde_json::Value {
 
 /// Reads a callback with the gateway's own mapping: verified, then turned into a report.
 fn read_callback(cb: &simkit::Callback) -> Change {
-    let dept = &MAPPING.departments["health"];
-    let env = to_value(&dept.credentials(&|k| CREDENTIALS.get(k).cloned()).unwrap());
-    let headers: Vec<(String, String)> = cb
-        .headers
-        .iter()
-        .map(|(k, v)| (k.to_ascii_lowercase(), v.clone()))
-        .collect();
-    match dept
-        .callback
-        .as_ref()
-        .unwrap()
-        .read(&headers, &cb.body, env)
-    {
-        CallbackRead::Records(r) => {
-            dept.report
-                .as_ref()
-                .unwrap()
-                .read(&r[0], None, &[])
-                .unwrap()
-                .change
-        }
-        other => panic!("callback not accepted by the mapping: {other:?}"),
-    }
+    cb.report().change
 }
 
 #[tokio::test]

@@ -13,7 +13,6 @@ use base64::engine::general_purpose::STANDARD as B64;
 use ecb::cipher::block_padding::Pkcs7;
 use ecb::cipher::{BlockDecryptMut, BlockEncryptMut, KeyInit};
 use onething::mapping::answer::Outcome;
-use onething::mapping::callback::CallbackRead;
 use onething::mapping::expr::to_value;
 use onething::mapping::operation::OpKind;
 use onething::mapping::report::Change;
@@ -110,30 +109,9 @@ fn read_callback(cb: &simkit::Callback) -> (Value, Change) {
     assert_eq!(env["encType"], "SM4");
     assert_eq!(env["signType"], "SM3");
     let business = decrypt(env["encData"].as_str().unwrap());
-    let dept = &MAPPING.departments["medicare"];
-    let headers: Vec<(String, String)> = cb
-        .headers
-        .iter()
-        .map(|(k, v)| (k.to_ascii_lowercase(), v.clone()))
-        .collect();
-    match dept
-        .callback
-        .as_ref()
-        .unwrap()
-        .read(&headers, &cb.body, env_value("medicare"))
-    {
-        CallbackRead::Records(r) => {
-            let rep = dept
-                .report
-                .as_ref()
-                .unwrap()
-                .read(&r[0], None, &[])
-                .unwrap();
-            assert_eq!(rep.case_id, business["sblsh"].as_str().unwrap());
-            (business, rep.change)
-        }
-        other => panic!("callback not accepted by the mapping: {other:?}"),
-    }
+    let rep = cb.report();
+    assert_eq!(rep.case_id, business["sblsh"].as_str().unwrap());
+    (business, rep.change)
 }
 
 async fn next(kit: &Kit) -> (Value, Change) {

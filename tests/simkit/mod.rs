@@ -69,6 +69,18 @@ async fn receive(
     }
 }
 
+impl Callback {
+    /// Read with the gateway's own mapping: verified, one record, turned into a report.
+    pub fn report(&self) -> onething::mapping::report::StatusReport {
+        let headers: Vec<(String, String)> = self
+            .headers
+            .iter()
+            .map(|(k, v)| (k.to_ascii_lowercase(), v.clone()))
+            .collect();
+        crate::support::callback_report(&self.dept, &headers, &self.body)
+    }
+}
+
 pub struct Kit {
     pub sim: SimHandle,
     pub nr_dir: PathBuf,
