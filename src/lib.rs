@@ -10,16 +10,20 @@
 //! | [`codec`] | wire formats and charsets (JSON, XML/SOAP, forms; UTF-8, GB18030, GBK) |
 //! | [`validate`] | submission validation: JSON Schema, identity numbers, catalog rules |
 //! | [`model`] | shared value types (times) |
+//! | [`ops`] | what operators use: readiness, logs, dead letters, audit verification, the demo |
 //! | [`translate`] | the `translate` verb: a dry run of one operation |
+//! | [`demo`] | `onething demo`: simulators, daemon and example cases with a live progress view |
 //! | [`sim`] | the simulated department systems (`onething sim`); the gateway never imports it |
 
 pub mod broker;
 pub mod calendar;
 pub mod codec;
 pub mod config;
+pub mod demo;
 pub mod engine;
 pub mod mapping;
 pub mod model;
+pub mod ops;
 pub mod runtime;
 pub mod sim;
 pub mod store;

@@ -35,6 +35,22 @@ enum Command {
     },
     /// Print a case's items, their states and deadlines, and its audit trail.
     Case { case_id: String },
+    /// Inspect and re-submit dead-lettered messages.
+    Dead {
+        #[command(subcommand)]
+        command: DeadCommand,
+    },
+    /// Check the audit trail.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
+    /// Simulators, daemon and the example cases on this machine, with a live progress view.
+    Demo {
+        /// Where the demo keeps its state and exchange folder (removed at start).
+        #[arg(long, default_value = "data/demo")]
+        dir: PathBuf,
+    },
     /// Run the ten simulated department systems until SIGTERM/SIGINT.
     Sim {
         #[arg(long)]
@@ -69,6 +85,32 @@ enum Command {
         config: Option<PathBuf>,
         /// The submission (JSON).
         file: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+enum DeadCommand {
+    /// Every dead letter with its reason and errors (personal data masked).
+    List {
+        /// Leave out those already replayed.
+        #[arg(long)]
+        pending: bool,
+    },
+    /// Re-submit dead letters to the intake exchange (no ID: every one not replayed yet).
+    Replay {
+        ids: Vec<i64>,
+        /// Replay even those replayed before.
+        #[arg(long)]
+        again: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum AuditCommand {
+    /// Verify every chain (or one case's): exit 0 intact, 1 broken.
+    Verify {
+        #[arg(long = "case")]
+        case_id: Option<String>,
     },
 }
 
@@ -161,27 +203,155 @@ fn run_daemon(config: Option<PathBuf>) -> ExitCode {
                 return ExitCode::from(2);
             }
         };
-        wait_for_signal().await;
+        onething::ops::notify::ready();
+        // SIGHUP re-reads the mappings; SIGTERM/SIGINT stop.
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut hup = signal(SignalKind::hangup()).expect("SIGHUP handler");
+        let stop = wait_for_signal();
+        tokio::pin!(stop);
+        loop {
+            tokio::select! {
+                _ = &mut stop => break,
+                _ = hup.recv() => {
+                    onething::ops::notify::reloading();
+                    let _ = running.reload().await;
+                    onething::ops::notify::ready();
+                }
+            }
+        }
+        onething::ops::notify::stopping();
         tracing::info!("stopping: no new work, finishing what is in flight");
         running.stop().await;
         ExitCode::SUCCESS
     })
 }
 
-fn show_case(case_id: &str) -> ExitCode {
+/// Opens the store of `ONETHING_DATABASE_URL` for an operator's verb.
+async fn open_store(verb: &str) -> Result<onething::store::Store, ExitCode> {
     let url = std::env::var("ONETHING_DATABASE_URL")
         .unwrap_or_else(|_| "sqlite://data/onething.db".into());
+    onething::store::Store::open(&url).await.map_err(|e| {
+        eprintln!("onething {verb}: {e}");
+        ExitCode::from(2)
+    })
+}
+
+fn dead(command: DeadCommand) -> ExitCode {
     let rt = match runtime() {
         Ok(rt) => rt,
         Err(code) => return code,
     };
     rt.block_on(async move {
-        let store = match onething::store::Store::open(&url).await {
+        let store = match open_store("dead").await {
             Ok(s) => s,
-            Err(e) => {
-                eprintln!("onething case: {e}");
-                return ExitCode::from(2);
+            Err(code) => return code,
+        };
+        match command {
+            DeadCommand::List { pending } => match store.dead_letters(pending).await {
+                Ok(letters) => {
+                    print!("{}", onething::ops::dead::render_list(&letters));
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("onething dead list: {e}");
+                    ExitCode::from(2)
+                }
+            },
+            DeadCommand::Replay { ids, again } => {
+                let env: onething::runtime::Env =
+                    std::sync::Arc::new(|k: &str| std::env::var(k).ok());
+                let cfg = match onething::runtime::RunConfig::from_env(PathBuf::new(), env) {
+                    Ok(c) => c,
+                    Err(e) => {
+                        eprintln!("onething dead replay: {e}");
+                        return ExitCode::from(2);
+                    }
+                };
+                let broker = match connect_broker(&cfg).await {
+                    Ok(b) => b,
+                    Err(e) => {
+                        eprintln!("onething dead replay: {e}");
+                        return ExitCode::from(2);
+                    }
+                };
+                let now = chrono::Utc::now().timestamp_millis();
+                let r = onething::ops::dead::replay(&store, &broker, &ids, again, now).await;
+                broker.close().await;
+                match r {
+                    Ok(report) => {
+                        for l in &report.lines {
+                            println!("{l}");
+                        }
+                        println!("{} replayed, {} failed", report.replayed, report.failed);
+                        if report.failed > 0 {
+                            ExitCode::from(1)
+                        } else {
+                            ExitCode::SUCCESS
+                        }
+                    }
+                    Err(e) => {
+                        eprintln!("onething dead replay: {e}");
+                        ExitCode::from(1)
+                    }
+                }
             }
+        }
+    })
+}
+
+/// The broker of `ONETHING_AMQP_URL`, connected within 10 s.
+async fn connect_broker(
+    cfg: &onething::runtime::RunConfig,
+) -> Result<onething::broker::Broker, String> {
+    let broker = onething::broker::Broker::connect(&cfg.amqp_url, cfg.topology.clone())
+        .await
+        .map_err(|e| e.to_string())?;
+    match tokio::time::timeout(std::time::Duration::from_secs(10), broker.wait_connected()).await {
+        Ok(Ok(())) => Ok(broker),
+        _ => {
+            broker.close().await;
+            Err(format!("the broker at {} does not answer", cfg.amqp_url))
+        }
+    }
+}
+
+fn audit(command: AuditCommand) -> ExitCode {
+    let AuditCommand::Verify { case_id } = command;
+    let rt = match runtime() {
+        Ok(rt) => rt,
+        Err(code) => return code,
+    };
+    rt.block_on(async move {
+        let store = match open_store("audit verify").await {
+            Ok(s) => s,
+            Err(code) => return code,
+        };
+        match onething::ops::audit::verify(&store, case_id.as_deref()).await {
+            Ok((intact, report)) => {
+                print!("{report}");
+                if intact {
+                    ExitCode::SUCCESS
+                } else {
+                    ExitCode::from(1)
+                }
+            }
+            Err(e) => {
+                eprintln!("onething audit verify: {e}");
+                ExitCode::from(2)
+            }
+        }
+    })
+}
+
+fn show_case(case_id: &str) -> ExitCode {
+    let rt = match runtime() {
+        Ok(rt) => rt,
+        Err(code) => return code,
+    };
+    rt.block_on(async move {
+        let store = match open_store("case").await {
+            Ok(s) => s,
+            Err(code) => return code,
         };
         match onething::runtime::casefile::render(&store, case_id).await {
             Ok(Some(text)) => {
@@ -221,25 +391,22 @@ fn load(config: Option<PathBuf>) -> Result<Mapping, ExitCode> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let filter =
-        tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
-    if matches!(cli.command, Command::Run { .. }) {
-        // The daemon: one JSON object per line on stdout.
-        tracing_subscriber::fmt()
-            .json()
-            .flatten_event(true)
-            .with_current_span(false)
-            .with_env_filter(filter)
-            .init();
+    // The demo's screen is its progress view: only warnings and errors are logged beside it.
+    let level = if matches!(cli.command, Command::Demo { .. }) {
+        "warn"
     } else {
-        tracing_subscriber::fmt()
-            .with_writer(std::io::stderr)
-            .with_env_filter(filter)
-            .init();
-    }
+        "info"
+    };
+    onething::ops::logs::init(matches!(cli.command, Command::Run { .. }), level);
     match cli.command {
         Command::Run { config } => run_daemon(config),
         Command::Case { case_id } => show_case(&case_id),
+        Command::Dead { command } => dead(command),
+        Command::Audit { command } => audit(command),
+        Command::Demo { dir } => match runtime() {
+            Ok(rt) => rt.block_on(onething::demo::run(dir)),
+            Err(code) => code,
+        },
         Command::Sim { config, gateway } => run_sim(config, gateway),
         Command::Check { config } => {
             let dir = onething::config::config_dir(config.as_deref());

@@ -183,11 +183,12 @@ async fn seed(run: &Run, url: &str) -> Result<(), String> {
     let env: onething::runtime::Env = Arc::new(move |k: &str| c.get(k).cloned());
     let cfg = onething::runtime::RunConfig::from_env(PathBuf::from(ROOT).join("mappings"), env)?;
     let gw = onething::runtime::gateway(&cfg).await?;
-    let (started, cal) = (Instant::now(), &gw.calendar);
+    let config = gw.config();
+    let (started, cal) = (Instant::now(), &config.calendar);
     for i in 0..run.args.seed {
         let id = format!("410225-S{}-{i:06}", run.tag);
         let v = submission(&run.fixture, &id, i, &[]);
-        let mut case = onething::runtime::intake::new_case(&gw, &v);
+        let mut case = onething::runtime::intake::new_case(&config, &v);
         let now = gw.clock.now();
         let ms = now.timestamp_millis();
         let rec = |it: Option<&str>, dept: Option<&str>, kind: &str| {

@@ -339,6 +339,30 @@ impl Broker {
         publish(shared, exchange, key, true, &msg.body, properties).await
     }
 
+    /// Re-submits a message to the intake exchange (dead-letter replay): persistent, mandatory
+    /// (an unbound routing key is an error, not a silent drop), with confirms, and a header
+    /// `x-onething-replay-of` naming the dead letter it replays.
+    pub async fn resubmit(
+        &self,
+        routing_key: &str,
+        body: &[u8],
+        replay_of: i64,
+    ) -> Result<(), BrokerError> {
+        let shared = self.shared();
+        let mut headers = FieldTable::default();
+        headers.insert(
+            "x-onething-replay-of".into(),
+            AMQPValue::LongLongInt(replay_of),
+        );
+        let properties = BasicProperties::default()
+            .with_delivery_mode(2)
+            .with_content_type("application/json".into())
+            .with_headers(headers);
+        let exchange = short(&shared.topology.intake_exchange)?;
+        let key = short(routing_key)?;
+        publish(shared, exchange, key, true, body, properties).await
+    }
+
     /// Whether the connection (and its publish channel) is up now (for `/readyz`).
     pub fn is_connected(&self) -> bool {
         self.shared().usable().is_ok()

@@ -1,6 +1,8 @@
 //! Masking personal data for logs: identity numbers (`4102**********0011`), phone numbers
 //! (`138****0000`) and names (`张*`). Logs carry case ids, items and departments, never bodies;
-//! free text that may quote a body (an error message) goes through [`mask_text`].
+//! free text that may quote a body (an error message) goes through [`mask_text`] (every log line
+//! does, in the daemon's writer), and through [`Personal::mask`] where the case is known, which
+//! also masks the names of the case's people.
 
 use std::sync::LazyLock;
 
@@ -38,6 +40,55 @@ pub fn mask_text(s: &str) -> String {
     PHONE.replace_all(&s, "${1}****${2}").into_owned()
 }
 
+/// Keys that make an object of a submission a person: it has a `name` and one of these.
+const PERSON_KEYS: &[&str] = &["id_number", "id_type", "gender", "birth_date", "phone"];
+
+/// The personal names of one case (every object with a `name` beside an identity number,
+/// gender, birth date or phone: the applicant, a child, a parent, a seller…), for masking text
+/// that may quote them.
+#[derive(Debug, Default, Clone)]
+pub struct Personal {
+    names: Vec<String>,
+}
+
+impl Personal {
+    pub fn of(submission: &serde_json::Value) -> Personal {
+        let mut names = Vec::new();
+        collect(submission, &mut names);
+        // Longest first, so that a name containing another is masked whole.
+        names.sort_by_key(|n: &String| std::cmp::Reverse(n.chars().count()));
+        names.dedup();
+        Personal { names }
+    }
+
+    /// Identity numbers, phones and this case's names masked.
+    pub fn mask(&self, text: &str) -> String {
+        let mut out = mask_text(text);
+        for n in &self.names {
+            if out.contains(n.as_str()) {
+                out = out.replace(n.as_str(), &name(n));
+            }
+        }
+        out
+    }
+}
+
+fn collect(v: &serde_json::Value, names: &mut Vec<String>) {
+    match v {
+        serde_json::Value::Object(m) => {
+            if let Some(n) = m.get("name").and_then(|n| n.as_str())
+                && PERSON_KEYS.iter().any(|k| m.contains_key(*k))
+                && !n.trim().is_empty()
+            {
+                names.push(n.trim().to_string());
+            }
+            m.values().for_each(|x| collect(x, names));
+        }
+        serde_json::Value::Array(a) => a.iter().for_each(|x| collect(x, names)),
+        _ => {}
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -55,5 +106,33 @@ mod tests {
             mask_text("id 41022519950612002X."),
             "id 4102**********002X."
         );
+    }
+
+    #[test]
+    fn names_of_the_case_are_masked_inside_bodies() {
+        let sub = serde_json::json!({
+            "applicant": {"name": "陈𠈌", "id_number": "410225198808080017", "phone": "13603789999"},
+            "form": {
+                "seller": {"name": "刘芳", "id_type": "111", "id_number": "410225197001010048"},
+                "child": {"name": "王子涵", "gender": "2", "birth_date": "2026-03-10"}
+            },
+            "materials": [{"name": "存量房买卖合同", "kind": "sale_contract"}]
+        });
+        let p = Personal::of(&sub);
+        let body = r#"{"code":"E12","msg":"卖方刘芳(410225197001010048)与买方陈𠈌不符, 新生儿王子涵, 电话13603789999, 存量房买卖合同"}"#;
+        let masked = p.mask(body);
+        for clear in [
+            "刘芳",
+            "陈𠈌",
+            "王子涵",
+            "410225197001010048",
+            "13603789999",
+        ] {
+            assert!(!masked.contains(clear), "{clear} in clear: {masked}");
+        }
+        assert!(masked.contains("刘*") && masked.contains("陈*") && masked.contains("王**"));
+        assert!(masked.contains("4102**********0048") && masked.contains("136****9999"));
+        // A material's name is not a person's.
+        assert!(masked.contains("存量房买卖合同"));
     }
 }

@@ -14,6 +14,13 @@ pub fn rfc3339(t: DateTime<FixedOffset>) -> String {
         .to_rfc3339_opts(SecondsFormat::Secs, false)
 }
 
+/// Milliseconds since the epoch as RFC 3339 `+08:00` (the number itself if out of range).
+pub fn rfc3339_ms(ms: i64) -> String {
+    DateTime::from_timestamp_millis(ms)
+        .map(|t| rfc3339(t.with_timezone(&cst())))
+        .unwrap_or_else(|| ms.to_string())
+}
+
 /// Parses RFC 3339 with an offset.
 pub fn parse_rfc3339(s: &str) -> Option<DateTime<FixedOffset>> {
     DateTime::parse_from_rfc3339(s).ok()

@@ -7,7 +7,7 @@ use std::time::Duration;
 use chrono::{DateTime, FixedOffset};
 use serde_json::{Value, json};
 
-use super::gateway::Gateway;
+use super::gateway::{Config, Gateway};
 use crate::engine::{self, Case, Effect, Event, Input, Limit, Push};
 use crate::model::time::rfc3339;
 use crate::store::{AuditRecord, NewTimer, OutboxEvent, Release, StoreError, TimerClock, Update};
@@ -79,6 +79,7 @@ pub fn to_update(
     effects: &[Effect],
     extra: &Extra,
 ) -> (Update, Vec<Event>) {
+    let cfg = gw.config();
     let now = gw.clock.now();
     let now_ms = now.timestamp_millis();
     let real_ms = gw.clock.real_ms();
@@ -132,7 +133,7 @@ pub fn to_update(
                     match ev.kind {
                         "item.dispatched" | "item.prereview" => {
                             u.drop_timers.push((item.clone(), kind::NOT_TAKEN.into()));
-                            if let Some(t) = first_poll(gw, case, item, now_ms) {
+                            if let Some(t) = first_poll(gw, &cfg, case, item, now_ms) {
                                 timers.push(t);
                             }
                         }
@@ -163,7 +164,7 @@ pub fn to_update(
                 json!({ "attempts": 0 }),
             )),
             Effect::AcceptClock { item, from } => {
-                let due = gw.calendar.deadline(*from, 1);
+                let due = cfg.calendar.deadline(*from, 1);
                 timers.push(timer(
                     item,
                     kind::ACCEPT,
@@ -173,7 +174,7 @@ pub fn to_update(
                 ));
             }
             Effect::CompleteClock { item, from, days } => {
-                let due = gw.calendar.deadline(*from, *days);
+                let due = cfg.calendar.deadline(*from, *days);
                 timers.push(timer(
                     item,
                     kind::COMPLETE,
@@ -196,8 +197,14 @@ pub fn to_update(
 
 /// The first poll of an item a department now holds: polled departments after their poll interval,
 /// connected ones after their quiet period (a lost callback delays a result, never loses it).
-fn first_poll(gw: &Gateway, case: &Case, item: &str, now_ms: i64) -> Option<NewTimer> {
-    let dept = gw.department(&case.items.get(item)?.department)?;
+fn first_poll(
+    gw: &Gateway,
+    cfg: &Config,
+    case: &Case,
+    item: &str,
+    now_ms: i64,
+) -> Option<NewTimer> {
+    let dept = cfg.department(&case.items.get(item)?.department)?;
     dept.items.get(item)?.query.as_ref()?;
     let wait = if dept.connected {
         dept.limits.quiet
@@ -227,12 +234,17 @@ pub async fn apply(
             return Ok(None);
         };
         let mut case = stored.state;
+        let before = case.clone();
         let now = gw.clock.now();
+        let calendar = &gw.config().calendar;
         let mut effects = Vec::new();
         for input in inputs {
-            effects.extend(engine::apply(&mut case, input.clone(), now, &gw.calendar));
+            effects.extend(engine::apply(&mut case, input.clone(), now, calendar));
         }
         let (mut update, events) = to_update(gw, &case, &effects, &extra);
+        update
+            .audit
+            .extend(state_changes(&before, &case, now.timestamp_millis()));
         update.version = stored.version;
         update.state = Some(case.clone());
         if gw.store.save(&update).await? {
@@ -267,4 +279,30 @@ pub fn overdue_input(item: &str, kind_name: &str, payload: &Value) -> Option<Inp
         limit,
         due_at,
     })
+}
+
+/// One `state` audit record per item whose status changed (the trail shows every transition,
+/// also those that emit no event).
+pub fn state_changes(before: &Case, after: &Case, at: i64) -> Vec<AuditRecord> {
+    after
+        .items
+        .iter()
+        .filter_map(|(code, it)| {
+            let old = before.items.get(code).map(|b| b.status);
+            (old != Some(it.status)).then(|| {
+                AuditRecord::new(
+                    &after.case_id,
+                    Some(code),
+                    Some(&it.department),
+                    at,
+                    "state",
+                    match old {
+                        Some(o) => format!("{} → {}", o.as_str(), it.status.as_str()),
+                        None => format!("→ {}", it.status.as_str()),
+                    },
+                    None,
+                )
+            })
+        })
+        .collect()
 }

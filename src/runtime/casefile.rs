@@ -3,17 +3,9 @@
 
 use std::fmt::Write as _;
 
-use chrono::{DateTime, Utc};
-
 use super::apply::kind;
-use crate::model::time::{cst, rfc3339};
+use crate::model::time::{rfc3339, rfc3339_ms};
 use crate::store::{Store, StoreError};
-
-fn at(ms: i64) -> String {
-    DateTime::<Utc>::from_timestamp_millis(ms)
-        .map(|t| rfc3339(t.with_timezone(&cst())))
-        .unwrap_or_else(|| ms.to_string())
-}
 
 /// The readable case file, or `None` for an unknown case.
 pub async fn render(store: &Store, case_id: &str) -> Result<Option<String>, StoreError> {
@@ -21,6 +13,9 @@ pub async fn render(store: &Store, case_id: &str) -> Result<Option<String>, Stor
         return Ok(None);
     };
     let case = &stored.state;
+    let personal = serde_json::from_str(&stored.submission)
+        .map(|v| crate::model::mask::Personal::of(&v))
+        .unwrap_or_default();
     let timers = store.timers_of(case_id).await?;
     let mut s = String::new();
     let _ = writeln!(
@@ -71,11 +66,11 @@ pub async fn render(store: &Store, case_id: &str) -> Result<Option<String>, Stor
         let _ = writeln!(
             s,
             "{}  {:<8} {:<18} {:<10} {}{}",
-            at(r.at),
+            rfc3339_ms(r.at),
             r.kind,
             r.item.as_deref().unwrap_or("-"),
             r.department.as_deref().unwrap_or("-"),
-            crate::model::mask::mask_text(&r.summary),
+            personal.mask(&r.summary),
             r.body_sha256
                 .as_deref()
                 .map(|h| format!("  sha256:{}", &h[..12]))

@@ -10,13 +10,14 @@ use serde_json::{Value, json};
 
 use super::apply::{self, Extra, kind};
 use super::exchange_op::{Sent, exchange};
-use super::gateway::Gateway;
+use super::gateway::{Config, Gateway};
 use super::render::{Extras, submission_value};
 use super::reports;
 use crate::engine::{Case, Input, Push, Status, WithdrawAnswer};
 use crate::mapping::answer::Outcome;
 use crate::mapping::department::Department;
 use crate::mapping::operation::OpKind;
+use crate::model::mask::Personal;
 use crate::store::{AuditRecord, NewTimer, Release, StoredCase, Timer, TimerClock};
 
 /// Handles one claimed timer; errors are logged and the lease lets it run again later.
@@ -30,6 +31,14 @@ pub async fn handle(gw: Arc<Gateway>, t: Timer) {
         other => Err(format!("unknown timer kind `{other}`")),
     };
     if let Err(e) = r {
+        // The error may quote a department's answer: mask the case's people in it.
+        let personal = match gw.store.load(&t.case_id).await {
+            Ok(Some(c)) => serde_json::from_str(&c.submission)
+                .map(|v| Personal::of(&v))
+                .unwrap_or_default(),
+            _ => Personal::default(),
+        };
+        let e = personal.mask(&e);
         tracing::error!(case_id = %t.case_id, item = %t.item, department = %t.department, kind = %t.kind, error = %e, "timer failed; will run again when its lease ends");
     }
 }
@@ -114,6 +123,7 @@ fn op_kind(p: Push) -> OpKind {
 }
 
 async fn push(gw: &Gateway, t: &Timer) -> Result<(), String> {
+    let cfg = gw.config();
     let Some(stored) = load(gw, t).await? else {
         return Ok(());
     };
@@ -127,7 +137,7 @@ async fn push(gw: &Gateway, t: &Timer) -> Result<(), String> {
             .await
             .map_err(|e| e.to_string());
     }
-    let dept = gw.department(&t.department).ok_or("unknown department")?;
+    let dept = cfg.department(&t.department).ok_or("unknown department")?;
     let ops = dept.items.get(&t.item).ok_or("item not mapped")?;
     let op = ops.get(op_kind(push)).ok_or("operation not mapped")?;
     let attempts = t
@@ -150,6 +160,7 @@ async fn push(gw: &Gateway, t: &Timer) -> Result<(), String> {
     {
         match exchange(
             gw,
+            &cfg,
             dept,
             q,
             case,
@@ -245,6 +256,7 @@ async fn push(gw: &Gateway, t: &Timer) -> Result<(), String> {
     }
     let outcome = exchange(
         gw,
+        &cfg,
         dept,
         op,
         case,
@@ -378,11 +390,12 @@ fn reason(case: &Case) -> String {
 }
 
 async fn withdraw(gw: &Gateway, t: &Timer) -> Result<(), String> {
+    let cfg = gw.config();
     let Some(stored) = load(gw, t).await? else {
         return Ok(());
     };
     let case = &stored.state;
-    let dept = gw.department(&t.department).ok_or("unknown department")?;
+    let dept = cfg.department(&t.department).ok_or("unknown department")?;
     let Some(op) = dept.items.get(&t.item).and_then(|o| o.withdraw.as_ref()) else {
         return gw
             .store
@@ -410,6 +423,7 @@ async fn withdraw(gw: &Gateway, t: &Timer) -> Result<(), String> {
     };
     let outcome = exchange(
         gw,
+        &cfg,
         dept,
         op,
         case,
@@ -466,17 +480,18 @@ async fn withdraw(gw: &Gateway, t: &Timer) -> Result<(), String> {
 /// and asks again later — less often while nothing changes. Departments with a batch query are
 /// asked about every due item at once.
 async fn poll(gw: &Gateway, t: &Timer) -> Result<(), String> {
+    let cfg = gw.config();
     if t.kind == kind::POLL
-        && let Some(dept) = gw.department(&t.department)
+        && let Some(dept) = cfg.department(&t.department)
         && dept.batch_query.is_some()
     {
-        return poll_batch(gw, dept, t).await;
+        return poll_batch(gw, &cfg, dept, t).await;
     }
     let Some(stored) = load(gw, t).await? else {
         return Ok(());
     };
     let case = &stored.state;
-    let dept = gw.department(&t.department).ok_or("unknown department")?;
+    let dept = cfg.department(&t.department).ok_or("unknown department")?;
     let open = case
         .items
         .get(&t.item)
@@ -495,6 +510,7 @@ async fn poll(gw: &Gateway, t: &Timer) -> Result<(), String> {
     let mut audit = Vec::new();
     let outcome = exchange(
         gw,
+        &cfg,
         dept,
         op,
         case,
@@ -605,10 +621,19 @@ async fn settle(
 }
 
 /// One batch query for every due poll of the department (up to its batch size), by reference.
-async fn poll_batch(gw: &Gateway, dept: &Department, first: &Timer) -> Result<(), String> {
+async fn poll_batch(
+    gw: &Gateway,
+    cfg: &Config,
+    dept: &Department,
+    first: &Timer,
+) -> Result<(), String> {
     let op = dept.batch_query.as_ref().expect("batch department");
     // Another task is asking about every due item of this department right now: look again later.
-    let Some(_batch) = gw.batch_polls.get(&dept.id).and_then(|m| m.try_lock().ok()) else {
+    let Some(_batch) = cfg
+        .batch_polls
+        .get(&dept.id)
+        .and_then(|m| m.try_lock().ok())
+    else {
         let due = gw.clock.now_ms() + gw.clock.span_ms(dept.limits.poll_interval);
         return gw
             .store
@@ -657,6 +682,7 @@ async fn poll_batch(gw: &Gateway, dept: &Department, first: &Timer) -> Result<()
     let mut audit = Vec::new();
     let outcome = exchange(
         gw,
+        &cfg,
         dept,
         op,
         &s0.state,

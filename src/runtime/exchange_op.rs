@@ -7,7 +7,7 @@ use std::time::Instant;
 use minijinja::value::Value;
 use serde_json::json;
 
-use super::gateway::Gateway;
+use super::gateway::{Config, Gateway};
 use super::render::{Extras, render};
 use crate::engine::Case;
 use crate::mapping::answer::{Outcome, ReadAnswer};
@@ -46,6 +46,7 @@ fn outcome_label(o: &Outcome) -> &'static str {
 #[allow(clippy::too_many_arguments)]
 pub async fn exchange(
     gw: &Gateway,
+    cfg: &Config,
     dept: &Department,
     op: &Operation,
     case: &Case,
@@ -56,14 +57,14 @@ pub async fn exchange(
     audit: &mut Vec<AuditRecord>,
 ) -> Sent {
     let now = || gw.clock.now_ms();
-    let limiter = gw.limiter(&dept.id);
+    let limiter = cfg.limiter(&dept.id);
     let _permit = match &limiter {
         Some(l) if poll => Some(l.poll().await),
         Some(l) => Some(l.request().await),
         None => None,
     };
-    let base = gw.endpoint(&dept.id).unwrap_or_default().to_string();
-    let env = gw.credentials_of(&dept.id);
+    let base = cfg.endpoint(&dept.id).unwrap_or_default().to_string();
+    let env = cfg.credentials_of(&dept.id);
     let reason = x.reason;
     let refs = x.refs;
     for attempt in 0..2 {
@@ -76,6 +77,7 @@ pub async fn exchange(
         };
         let req = match render(
             gw,
+            cfg,
             dept,
             op,
             case,
@@ -103,7 +105,7 @@ pub async fn exchange(
         };
         let http = match req {
             Request::File(f) => {
-                let dir = std::path::Path::new(gw.endpoint(&dept.id).unwrap_or("."));
+                let dir = std::path::Path::new(cfg.endpoint(&dept.id).unwrap_or("."));
                 let outbox = dept
                     .exchange
                     .as_ref()

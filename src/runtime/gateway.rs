@@ -1,8 +1,9 @@
-//! What every task of the daemon shares: the compiled mappings, the store, the clocks, the
-//! transports, per-department limits and credentials, and the wake-up signals.
+//! What every task of the daemon shares: the configuration in force (mappings, calendar,
+//! credentials, endpoints, per-department limits — swapped whole on reload), the store, the
+//! clocks, the transports and the wake-up signals.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
 use minijinja::value::Value;
 use tokio::sync::Notify;
@@ -20,30 +21,24 @@ use crate::transport::oauth::Tokens;
 /// Looks up an environment variable (the process environment, or a test's own).
 pub type Env = Arc<dyn Fn(&str) -> Option<String> + Send + Sync>;
 
-pub struct Gateway {
+/// The configuration in force: everything read from the mapping folder and the environment. An
+/// operation takes it once at its start (`Gateway::config`) and finishes under it, even if a
+/// reload swaps in another meanwhile.
+pub struct Config {
     pub mapping: Arc<Mapping>,
-    pub store: Arc<Store>,
-    pub clock: Clock,
     pub calendar: Calendar,
-    pub http: Http,
-    pub tokens: Tokens,
     /// Credentials per department, as expression values.
     pub credentials: HashMap<String, Value>,
     /// Base URLs and folders per department (environment overrides applied).
     pub endpoints: HashMap<String, String>,
     pub limits: HashMap<String, Arc<Limiter>>,
     /// One batch poll at a time per department (it asks about every due item at once).
-    pub batch_polls: HashMap<String, tokio::sync::Mutex<()>>,
-    /// Wakes the scheduler when timers were added.
-    pub timers_added: Notify,
-    /// Wakes the relay when events were written.
-    pub events_added: Notify,
-    /// This instance's name (timer leases).
-    pub instance: String,
-    pub metrics: Metrics,
+    pub batch_polls: HashMap<String, Arc<tokio::sync::Mutex<()>>>,
+    /// 1 at start, +1 per successful reload.
+    pub generation: u64,
 }
 
-impl Gateway {
+impl Config {
     pub fn department(&self, id: &str) -> Option<&Department> {
         self.mapping.departments.get(id)
     }
@@ -61,5 +56,50 @@ impl Gateway {
 
     pub fn limiter(&self, id: &str) -> Option<Arc<Limiter>> {
         self.limits.get(id).cloned()
+    }
+}
+
+pub struct Gateway {
+    config: RwLock<Arc<Config>>,
+    pub store: Arc<Store>,
+    pub clock: Clock,
+    pub http: Http,
+    pub tokens: Tokens,
+    /// Wakes the scheduler when timers were added.
+    pub timers_added: Notify,
+    /// Wakes the relay when events were written.
+    pub events_added: Notify,
+    /// This instance's name (timer leases).
+    pub instance: String,
+    pub metrics: Metrics,
+}
+
+impl Gateway {
+    pub fn new(config: Config, store: Arc<Store>, clock: Clock, instance: String) -> Gateway {
+        let http = Http::new();
+        Gateway {
+            config: RwLock::new(Arc::new(config)),
+            store,
+            clock,
+            tokens: Tokens::new(http.clone()),
+            http,
+            timers_added: Default::default(),
+            events_added: Default::default(),
+            instance,
+            metrics: Default::default(),
+        }
+    }
+
+    /// The configuration in force now.
+    pub fn config(&self) -> Arc<Config> {
+        self.config
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Puts a new configuration in force; operations already running keep the one they took.
+    pub fn swap_config(&self, config: Config) {
+        *self.config.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(config);
     }
 }

@@ -57,7 +57,8 @@ async fn callback(
     body: Bytes,
 ) -> Response {
     let gw = &web.gw;
-    let Some(dept) = gw.department(&department).filter(|d| d.connected) else {
+    let cfg = gw.config();
+    let Some(dept) = cfg.department(&department).filter(|d| d.connected) else {
         return (StatusCode::NOT_FOUND, "no such department").into_response();
     };
     let Some(reader) = &dept.callback else {
@@ -82,7 +83,7 @@ async fn callback(
         summary,
         body_sha256: Some(hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&body))),
     };
-    let records = match reader.read(&hv, &body, gw.credentials_of(&dept.id)) {
+    let records = match reader.read(&hv, &body, cfg.credentials_of(&dept.id)) {
         CallbackRead::Unauthorized => {
             let _ = gw
                 .store
@@ -171,10 +172,31 @@ async fn ready(State(web): State<Web>) -> Response {
 
 async fn metrics(State(web): State<Web>) -> Response {
     let mut gauges = Vec::new();
-    if let Ok(c) = web.gw.store.counts().await {
+    let gw = &web.gw;
+    if let Ok(c) = gw.store.counts().await {
         gauges.push(("onething_cases_open".to_string(), c.open_cases as f64));
         gauges.push(("onething_outbox_pending".to_string(), c.unpublished as f64));
         gauges.push(("onething_timers".to_string(), c.timers as f64));
+    }
+    if let Ok(items) = gw.store.item_counts(gw.clock.now_ms()).await {
+        for (d, s, n) in items.open {
+            gauges.push((
+                format!("onething_items_open{{department=\"{d}\",status=\"{s}\"}}"),
+                n as f64,
+            ));
+        }
+        // Every department appears, so that an alert on "> 0" also sees a return to 0.
+        for d in gw.config().mapping.departments.keys() {
+            let n = items
+                .overdue
+                .iter()
+                .find(|(od, _)| od == d)
+                .map_or(0, |(_, n)| *n);
+            gauges.push((
+                format!("onething_items_overdue{{department=\"{d}\"}}"),
+                n as f64,
+            ));
+        }
     }
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],

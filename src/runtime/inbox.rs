@@ -8,7 +8,7 @@ use minijinja::value::Value;
 use tokio::sync::watch;
 
 use super::apply::{self, Extra};
-use super::gateway::Gateway;
+use super::gateway::{Config, Gateway};
 use super::reports;
 use crate::codec::{charset, xml};
 use crate::mapping::department::Department;
@@ -20,13 +20,14 @@ use crate::transport::folder;
 /// Watches every file-exchange department until `stop`.
 pub async fn run(gw: Arc<Gateway>, mut stop: watch::Receiver<bool>) {
     loop {
-        for dept in gw
+        let cfg = gw.config();
+        for dept in cfg
             .mapping
             .departments
             .values()
             .filter(|d| d.exchange.is_some())
         {
-            if let Err(e) = scan(&gw, dept).await {
+            if let Err(e) = scan(&gw, &cfg, dept).await {
                 tracing::warn!(department = %dept.id, error = %e, "cannot read the exchange folder");
             }
         }
@@ -37,9 +38,9 @@ pub async fn run(gw: Arc<Gateway>, mut stop: watch::Receiver<bool>) {
     }
 }
 
-async fn scan(gw: &Gateway, dept: &Department) -> Result<(), String> {
+async fn scan(gw: &Gateway, cfg: &Config, dept: &Department) -> Result<(), String> {
     let x = dept.exchange.as_ref().expect("exchange department");
-    let dir = std::path::Path::new(gw.endpoint(&dept.id).unwrap_or("."));
+    let dir = std::path::Path::new(cfg.endpoint(&dept.id).unwrap_or("."));
     let inbox = dir.join(&x.inbox);
     if !inbox.is_dir() {
         return Ok(());

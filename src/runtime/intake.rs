@@ -7,11 +7,11 @@ use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
 use super::apply::{self, Extra};
-use super::gateway::Gateway;
+use super::gateway::{Config, Gateway};
 use crate::broker::{Broker, EventMessage, Inbound};
 use crate::engine::{self, Case, Input, Item, Status};
 use crate::model::time::rfc3339;
-use crate::store::{AuditRecord, Inserted};
+use crate::store::{AuditRecord, Inserted, NewDeadLetter};
 use crate::validate::{FieldError, validate_submission, validate_withdrawal_value};
 
 /// What became of a message.
@@ -48,15 +48,15 @@ async fn dead(
         .dead_letter(msg, reason, &errors)
         .await
         .map_err(|e| e.to_string())?;
-    let body = String::from_utf8_lossy(&msg.body);
     gw.store
-        .dead_letter(
-            gw.clock.now_ms(),
+        .dead_letter(&NewDeadLetter {
+            at: gw.clock.now_ms(),
             reason,
-            &errors.to_string(),
+            errors: &errors.to_string(),
             case_id,
-            &body,
-        )
+            routing_key: &msg.routing_key,
+            body: &msg.body,
+        })
         .await
         .map_err(|e| e.to_string())?;
     super::metrics::Metrics::inc(&gw.metrics.dead_lettered);
@@ -105,7 +105,8 @@ async fn submission(
     v: &Value,
     case_id: Option<String>,
 ) -> Result<Taken, String> {
-    if let Err(errors) = validate_submission(&msg.body, &gw.mapping) {
+    let cfg = gw.config();
+    if let Err(errors) = validate_submission(&msg.body, &cfg.mapping) {
         let ej = errors_json(&errors);
         let taken = dead(gw, broker, msg, "invalid", ej.clone(), case_id.as_deref()).await?;
         if let Some(id) = case_id.as_deref().filter(|id| !id.is_empty()) {
@@ -114,9 +115,9 @@ async fn submission(
         return Ok(taken);
     }
     let case_id = case_id.unwrap_or_default();
-    let mut case = new_case(gw, v);
+    let mut case = new_case(&cfg, v);
     let now = gw.clock.now();
-    let effects = engine::apply(&mut case, Input::Received, now, &gw.calendar);
+    let effects = engine::apply(&mut case, Input::Received, now, &cfg.calendar);
     let extra = Extra {
         audit: vec![AuditRecord::new(
             &case_id,
@@ -208,14 +209,14 @@ async fn announce_invalid(
 }
 
 /// The case of a valid submission: its requested items in catalog order.
-pub fn new_case(gw: &Gateway, v: &Value) -> Case {
+pub fn new_case(cfg: &Config, v: &Value) -> Case {
     let onething = v["onething"].as_str().unwrap_or_default();
     let requested: Option<Vec<&str>> = v
         .get("items")
         .and_then(Value::as_array)
         .map(|a| a.iter().filter_map(Value::as_str).collect());
     let mut items = IndexMap::new();
-    if let Some(ot) = gw.mapping.catalog.onething.get(onething) {
+    if let Some(ot) = cfg.mapping.catalog.onething.get(onething) {
         for (code, it) in &ot.get_ref().items {
             if requested
                 .as_ref()

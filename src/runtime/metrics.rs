@@ -11,6 +11,8 @@ pub struct Metrics {
     pub published: AtomicU64,
     pub dead_lettered: AtomicU64,
     pub unknown_case_reports: AtomicU64,
+    pub reloads_ok: AtomicU64,
+    pub reloads_failed: AtomicU64,
     /// (department, limit) → overdue events.
     overdue: Mutex<BTreeMap<(String, String), u64>>,
     /// (department, outcome) → pushes.
@@ -89,6 +91,13 @@ impl Metrics {
             "onething_unknown_case_reports_total",
             "Department reports for cases the gateway does not know.",
             self.unknown_case_reports.load(Ordering::Relaxed),
+        );
+        let _ = writeln!(
+            s,
+            "# HELP onething_reloads_total Configuration reloads (SIGHUP) by result.\n# TYPE onething_reloads_total counter\n\
+             onething_reloads_total{{result=\"ok\"}} {}\nonething_reloads_total{{result=\"refused\"}} {}",
+            self.reloads_ok.load(Ordering::Relaxed),
+            self.reloads_failed.load(Ordering::Relaxed)
         );
         let _ = writeln!(
             s,

@@ -16,6 +16,8 @@
 //! | `http.rs` | callbacks, `/healthz`, `/readyz`, `/metrics` |
 //! | `inbox.rs` | answer files of file-exchange departments |
 //! | `relay.rs` | the outbox → the events exchange, with confirms |
+//! | `reload.rs` | the configuration from the mapping folder and environment, at start and on SIGHUP |
+//! | `retention.rs` | removes the audit trails of long-finished cases |
 //! | `limits.rs`, `metrics.rs` | per-department limits; counters |
 
 pub mod apply;
@@ -30,11 +32,12 @@ pub mod intake;
 pub mod limits;
 pub mod metrics;
 pub mod relay;
+pub mod reload;
 pub mod render;
 pub mod reports;
+pub mod retention;
 pub mod scheduler;
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
@@ -44,13 +47,9 @@ use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinHandle;
 
 use crate::broker::{Broker, Topology};
-use crate::calendar::Calendar;
-use crate::mapping::Mapping;
-use crate::mapping::expr::to_value;
 use crate::store::Store;
-use crate::transport::{Http, Tokens};
 use clock::Clock;
-pub use gateway::{Env, Gateway};
+pub use gateway::{Config, Env, Gateway};
 
 /// How the daemon is configured (runtime.md's environment).
 #[derive(Clone)]
@@ -63,6 +62,8 @@ pub struct RunConfig {
     pub topology: Topology,
     pub prefetch: u16,
     pub instance: String,
+    /// Days after which a completed case's audit trail is removed (0: never).
+    pub audit_retention_days: u32,
     /// Environment lookups (credentials, department URLs and folders).
     pub env: Env,
 }
@@ -89,6 +90,9 @@ impl RunConfig {
                 .map_err(|_| "ONETHING_PREFETCH: not a number")?,
             // Stable across restarts: what this instance had claimed before a crash is resumed at once.
             instance: get("ONETHING_INSTANCE", &hostname()),
+            audit_retention_days: get("ONETHING_AUDIT_RETENTION_DAYS", "0")
+                .parse()
+                .map_err(|_| "ONETHING_AUDIT_RETENTION_DAYS: not a number of days")?,
             env,
         })
     }
@@ -103,55 +107,17 @@ fn hostname() -> String {
 /// The running daemon.
 pub struct Running {
     pub addr: SocketAddr,
+    cfg: RunConfig,
     pub gateway: Arc<Gateway>,
     stop: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
     scheduler: JoinHandle<tokio::task::JoinSet<()>>,
 }
 
-/// Builds the shared state: mappings, credentials (all present, or a refusal naming each missing
-/// one), endpoints, limits, store.
+/// Builds the shared state: the configuration (all credentials present, or a refusal naming each
+/// missing one) and the store.
 pub async fn gateway(cfg: &RunConfig) -> Result<Arc<Gateway>, String> {
-    let mapping = Mapping::load(&cfg.config_dir).map_err(|p| {
-        let lines: Vec<String> = p.sorted().iter().map(ToString::to_string).collect();
-        format!("the mappings are invalid:\n{}", lines.join("\n"))
-    })?;
-    let mut credentials = HashMap::new();
-    let mut endpoints = HashMap::new();
-    let mut limits = HashMap::new();
-    let mut missing = Vec::new();
-    let env = cfg.env.clone();
-    let lookup = move |k: &str| env(k);
-    for d in mapping.departments.values() {
-        match d.credentials(&lookup) {
-            Ok(c) => {
-                credentials.insert(d.id.clone(), to_value(&c));
-            }
-            Err(m) => missing.extend(m),
-        }
-        let endpoint = d
-            .resolved_base_url(&lookup)
-            .or_else(|| d.resolved_folder(&lookup));
-        if let Some(e) = endpoint {
-            endpoints.insert(d.id.clone(), e);
-        }
-        let l = &d.limits;
-        limits.insert(
-            d.id.clone(),
-            Arc::new(limits::Limiter::new(
-                l.concurrency,
-                l.per_second,
-                l.poll_per_minute,
-            )),
-        );
-    }
-    if !missing.is_empty() {
-        return Err(format!(
-            "missing credentials in the environment: {}",
-            missing.join(", ")
-        ));
-    }
-    let calendar = Calendar::new(&mapping.calendars);
+    let config = reload::load_config(cfg, None)?;
     let store = Store::open(&cfg.database_url)
         .await
         .map_err(|e| format!("cannot open the store: {e}"))?;
@@ -162,28 +128,12 @@ pub async fn gateway(cfg: &RunConfig) -> Result<Arc<Gateway>, String> {
     if resumed > 0 {
         tracing::info!(instance = %cfg.instance, timers = resumed, "resuming work claimed before the last stop");
     }
-    let http = Http::new();
-    let batch_polls = mapping
-        .departments
-        .keys()
-        .map(|d| (d.clone(), Default::default()))
-        .collect();
-    Ok(Arc::new(Gateway {
-        tokens: Tokens::new(http.clone()),
-        http,
-        mapping: Arc::new(mapping),
-        store: Arc::new(store),
-        clock: Clock::new(cfg.warp),
-        calendar,
-        credentials,
-        endpoints,
-        batch_polls,
-        limits,
-        timers_added: Default::default(),
-        events_added: Default::default(),
-        instance: cfg.instance.clone(),
-        metrics: Default::default(),
-    }))
+    Ok(Arc::new(Gateway::new(
+        config,
+        Arc::new(store),
+        Clock::new(cfg.warp),
+        cfg.instance.clone(),
+    )))
 }
 
 /// Starts every task; returns once the HTTP listener is bound. The broker may still be
@@ -210,6 +160,11 @@ pub async fn start(cfg: RunConfig) -> Result<Running, String> {
             .await;
     }));
     tasks.push(tokio::spawn(inbox::run(gw.clone(), rx.clone())));
+    tasks.push(tokio::spawn(retention::run(
+        gw.clone(),
+        cfg.audit_retention_days,
+        rx.clone(),
+    )));
     // The broker: intake and relay once connected (connect keeps trying by itself).
     {
         let gw = gw.clone();
@@ -240,6 +195,7 @@ pub async fn start(cfg: RunConfig) -> Result<Running, String> {
     let scheduler = tokio::spawn(scheduler::run(gw.clone(), rx));
     tracing::info!(%addr, instance = %gw.instance, warp = gw.clock.warp(), "gateway started");
     Ok(Running {
+        cfg,
         addr,
         gateway: gw,
         stop,
@@ -293,6 +249,25 @@ async fn intake_loop(
 }
 
 impl Running {
+    /// Re-reads the mappings (SIGHUP). A broken or unsafe configuration is refused with the reason
+    /// (`onething check`'s lines) and the running one stays in force.
+    pub async fn reload(&self) -> Result<reload::Reloaded, String> {
+        let r = reload::reload(&self.gateway, &self.cfg).await;
+        match &r {
+            Ok(done) => {
+                metrics::Metrics::inc(&self.gateway.metrics.reloads_ok);
+                tracing::info!(generation = done.generation, credentials_changed = ?done.credentials_changed, "mappings reloaded");
+            }
+            Err(e) => {
+                metrics::Metrics::inc(&self.gateway.metrics.reloads_failed);
+                for line in e.lines() {
+                    tracing::error!(problem = %line, "reload refused; the running mappings stay in force");
+                }
+            }
+        }
+        r
+    }
+
     /// Stops taking new work and gives what is in flight up to 10 s to finish; anything still
     /// running then is safe to abandon (its timer lease lets it run again after a restart).
     pub async fn stop(self) {

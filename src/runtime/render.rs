@@ -3,7 +3,7 @@
 
 use minijinja::value::Value;
 
-use super::gateway::Gateway;
+use super::gateway::{Config, Gateway};
 use crate::engine::Case;
 use crate::mapping::context::{self, Clock as RenderClock, RenderInput};
 use crate::mapping::department::Department;
@@ -22,6 +22,7 @@ pub struct Extras<'a> {
 /// Renders `op` for `item` of `case` (whose submission is `submission`).
 pub fn render(
     gw: &Gateway,
+    cfg: &Config,
     dept: &Department,
     op: &Operation,
     case: &Case,
@@ -44,8 +45,8 @@ pub fn render(
         },
         nonce: &nonce,
         token: x.token,
-        env: gw.credentials_of(&dept.id),
-        codes: gw.mapping.codes_value.clone(),
+        env: cfg.credentials_of(&dept.id),
+        codes: cfg.mapping.codes_value.clone(),
     });
     op.render(ctx)
 }

@@ -6,7 +6,14 @@
 //! Every change to a case is one transaction: the new state, the events it emits (outbox), its
 //! timers and its audit records — so an event exists if and only if its state change does.
 
+mod audit;
+mod dead;
+mod items;
 mod schema;
+
+pub use audit::{Pruned, Verified, chain_hash};
+pub use dead::{DeadLetter, NewDeadLetter};
+pub use items::{ItemCounts, ItemRow, item_rows};
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -295,6 +302,10 @@ impl Store {
                 .execute(&mut *tx)
                 .await?;
             tx.commit().await?;
+            if *version == 2 && current > 0 {
+                let n = self.backfill_items().await?;
+                tracing::info!(cases = n, "store migrated: items table filled");
+            }
         }
         Ok(())
     }
@@ -333,6 +344,7 @@ impl Store {
         .bind(i32::from(state.completed))
         .execute(&mut *tx)
         .await?;
+        self.write_items(&mut tx, state).await?;
         self.write_parts(&mut tx, &first).await?;
         tx.commit().await?;
         Ok(Inserted::New)
@@ -375,6 +387,7 @@ impl Store {
             if r.rows_affected() == 0 {
                 return Ok(false);
             }
+            self.write_items(&mut tx, state).await?;
         }
         self.write_parts(&mut tx, update).await?;
         tx.commit().await?;
@@ -456,74 +469,6 @@ impl Store {
             self.append_audit(tx, a).await?;
         }
         Ok(())
-    }
-
-    async fn append_audit(
-        &self,
-        tx: &mut sqlx::Transaction<'_, sqlx::Any>,
-        a: &AuditRecord,
-    ) -> Result<()> {
-        let prev: Option<String> = sqlx::query(self.sql(
-            "SELECT hash FROM audit WHERE case_id IS NOT DISTINCT FROM $1 ORDER BY id DESC LIMIT 1",
-        ))
-        .bind(a.case_id.clone())
-        .fetch_optional(&mut **tx)
-        .await?
-        .map(|r| r.try_get(0))
-        .transpose()?;
-        let hash = chain_hash(prev.as_deref(), a);
-        sqlx::query(self.sql(
-            "INSERT INTO audit (case_id, item, department, at, kind, summary, body_sha256, prev_hash, hash) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-        ))
-        .bind(a.case_id.clone())
-        .bind(a.item.clone())
-        .bind(a.department.clone())
-        .bind(a.at)
-        .bind(&a.kind)
-        .bind(&a.summary)
-        .bind(a.body_sha256.clone())
-        .bind(prev)
-        .bind(hash)
-        .execute(&mut **tx)
-        .await?;
-        Ok(())
-    }
-
-    /// Audit records that belong to no case update (an unknown case's callback, say).
-    pub async fn audit(&self, records: &[AuditRecord]) -> Result<()> {
-        let mut tx = self.pool.begin().await?;
-        for a in records {
-            self.append_audit(&mut tx, a).await?;
-        }
-        tx.commit().await?;
-        Ok(())
-    }
-
-    pub async fn case_audit(&self, case_id: &str) -> Result<Vec<StoredAudit>> {
-        let rows = sqlx::query(self.sql(
-            "SELECT id, case_id, item, department, at, kind, summary, body_sha256, prev_hash, hash FROM audit WHERE case_id = $1 ORDER BY id",
-        ))
-        .bind(case_id)
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(StoredAudit {
-                    id: r.try_get(0)?,
-                    record: AuditRecord {
-                        case_id: r.try_get(1)?,
-                        item: r.try_get(2)?,
-                        department: r.try_get(3)?,
-                        at: r.try_get(4)?,
-                        kind: r.try_get(5)?,
-                        summary: r.try_get(6)?,
-                        body_sha256: r.try_get(7)?,
-                    },
-                    prev_hash: r.try_get(8)?,
-                    hash: r.try_get(9)?,
-                })
-            })
-            .collect()
     }
 
     /// Claims due timers for `lease`: `now_gateway`/`now_real` in ms on each clock.
@@ -703,26 +648,6 @@ impl Store {
             .collect()
     }
 
-    /// Keeps a dead-lettered message.
-    pub async fn dead_letter(
-        &self,
-        at: i64,
-        reason: &str,
-        errors: &str,
-        case_id: Option<&str>,
-        body: &str,
-    ) -> Result<()> {
-        sqlx::query(self.sql("INSERT INTO dead_letters (at, reason, errors, case_id, body) VALUES ($1, $2, $3, $4, $5)"))
-            .bind(at)
-            .bind(reason)
-            .bind(errors)
-            .bind(case_id.map(str::to_string))
-            .bind(body)
-            .execute(&self.pool)
-            .await?;
-        Ok(())
-    }
-
     /// Numbers for metrics and tests: cases, open cases, unpublished events, timers.
     pub async fn counts(&self) -> Result<Counts> {
         let row = sqlx::query(
@@ -776,24 +701,4 @@ pub struct Counts {
     pub open_cases: i64,
     pub unpublished: i64,
     pub timers: i64,
-}
-
-/// The audit chain: each record's hash covers its content and the previous record's hash (per
-/// case), so altering or removing a record breaks every later link.
-pub fn chain_hash(prev: Option<&str>, a: &AuditRecord) -> String {
-    let mut h = Sha256::new();
-    for part in [
-        prev.unwrap_or(""),
-        a.case_id.as_deref().unwrap_or(""),
-        a.item.as_deref().unwrap_or(""),
-        a.department.as_deref().unwrap_or(""),
-        &a.at.to_string(),
-        &a.kind,
-        &a.summary,
-        a.body_sha256.as_deref().unwrap_or(""),
-    ] {
-        h.update(part.as_bytes());
-        h.update([0u8]);
-    }
-    hex::encode(h.finalize())
 }

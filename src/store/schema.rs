@@ -1,11 +1,16 @@
 //! The schema, one list of migrations per backend, applied in order at start-up and recorded in
 //! `schema_version`. The two lists describe the same tables; only types and key generation differ.
+//!
+//! Version 2 adds `items` (one row per item: status and the running legal limit, for `/metrics`
+//! without reading every case), dead-letter replays, and audit anchors (where retention pruned a
+//! chain, the hash the remaining records continue from).
 
 /// (version, statements) for SQLite.
-pub const SQLITE: &[(i64, &[&str])] = &[(
-    1,
-    &[
-        "CREATE TABLE cases (
+pub const SQLITE: &[(i64, &[&str])] = &[
+    (
+        1,
+        &[
+            "CREATE TABLE cases (
             case_id TEXT PRIMARY KEY,
             onething TEXT NOT NULL,
             submission TEXT NOT NULL,
@@ -15,7 +20,7 @@ pub const SQLITE: &[(i64, &[&str])] = &[(
             updated_at INTEGER NOT NULL,
             completed INTEGER NOT NULL DEFAULT 0
         )",
-        "CREATE TABLE outbox (
+            "CREATE TABLE outbox (
             event_id TEXT PRIMARY KEY,
             case_id TEXT NOT NULL,
             seq INTEGER NOT NULL,
@@ -25,8 +30,8 @@ pub const SQLITE: &[(i64, &[&str])] = &[(
             published_at INTEGER,
             UNIQUE (case_id, seq)
         )",
-        "CREATE INDEX outbox_pending ON outbox (published_at, created_at, case_id, seq)",
-        "CREATE TABLE timers (
+            "CREATE INDEX outbox_pending ON outbox (published_at, created_at, case_id, seq)",
+            "CREATE TABLE timers (
             id INTEGER PRIMARY KEY AUTOINCREMENT,
             case_id TEXT NOT NULL,
             item TEXT NOT NULL,
@@ -39,8 +44,8 @@ pub const SQLITE: &[(i64, &[&str])] = &[(
             lease_until INTEGER,
             UNIQUE (case_id, item, kind)
         )",
-        "CREATE INDEX timers_due ON timers (due_at)",
-        "CREATE TABLE audit (
+            "CREATE INDEX timers_due ON timers (due_at)",
+            "CREATE TABLE audit (
             id INTEGER PRIMARY KEY AUTOINCREMENT,
             case_id TEXT,
             item TEXT,
@@ -52,8 +57,8 @@ pub const SQLITE: &[(i64, &[&str])] = &[(
             prev_hash TEXT,
             hash TEXT
         )",
-        "CREATE INDEX audit_case ON audit (case_id, id)",
-        "CREATE TABLE dead_letters (
+            "CREATE INDEX audit_case ON audit (case_id, id)",
+            "CREATE TABLE dead_letters (
             id INTEGER PRIMARY KEY AUTOINCREMENT,
             at INTEGER NOT NULL,
             reason TEXT NOT NULL,
@@ -61,14 +66,39 @@ pub const SQLITE: &[(i64, &[&str])] = &[(
             case_id TEXT,
             body TEXT NOT NULL
         )",
-    ],
-)];
+        ],
+    ),
+    (
+        2,
+        &[
+            "CREATE TABLE items (
+                case_id TEXT NOT NULL,
+                item TEXT NOT NULL,
+                department TEXT NOT NULL,
+                status TEXT NOT NULL,
+                limit_due INTEGER,
+                PRIMARY KEY (case_id, item)
+            )",
+            "CREATE INDEX items_status ON items (status)",
+            "CREATE INDEX items_limit ON items (limit_due)",
+            "ALTER TABLE dead_letters ADD COLUMN replayed_at INTEGER",
+            "ALTER TABLE dead_letters ADD COLUMN routing_key TEXT",
+            "ALTER TABLE dead_letters ADD COLUMN body_base64 INTEGER NOT NULL DEFAULT 0",
+            "CREATE TABLE audit_anchors (
+                chain TEXT PRIMARY KEY,
+                hash TEXT NOT NULL,
+                pruned_at INTEGER NOT NULL
+            )",
+        ],
+    ),
+];
 
 /// (version, statements) for PostgreSQL.
-pub const POSTGRES: &[(i64, &[&str])] = &[(
-    1,
-    &[
-        "CREATE TABLE cases (
+pub const POSTGRES: &[(i64, &[&str])] = &[
+    (
+        1,
+        &[
+            "CREATE TABLE cases (
             case_id TEXT PRIMARY KEY,
             onething TEXT NOT NULL,
             submission TEXT NOT NULL,
@@ -78,7 +108,7 @@ pub const POSTGRES: &[(i64, &[&str])] = &[(
             updated_at BIGINT NOT NULL,
             completed INTEGER NOT NULL DEFAULT 0
         )",
-        "CREATE TABLE outbox (
+            "CREATE TABLE outbox (
             event_id TEXT PRIMARY KEY,
             case_id TEXT NOT NULL,
             seq BIGINT NOT NULL,
@@ -88,8 +118,8 @@ pub const POSTGRES: &[(i64, &[&str])] = &[(
             published_at BIGINT,
             UNIQUE (case_id, seq)
         )",
-        "CREATE INDEX outbox_pending ON outbox (published_at, created_at, case_id, seq)",
-        "CREATE TABLE timers (
+            "CREATE INDEX outbox_pending ON outbox (published_at, created_at, case_id, seq)",
+            "CREATE TABLE timers (
             id BIGSERIAL PRIMARY KEY,
             case_id TEXT NOT NULL,
             item TEXT NOT NULL,
@@ -102,8 +132,8 @@ pub const POSTGRES: &[(i64, &[&str])] = &[(
             lease_until BIGINT,
             UNIQUE (case_id, item, kind)
         )",
-        "CREATE INDEX timers_due ON timers (due_at)",
-        "CREATE TABLE audit (
+            "CREATE INDEX timers_due ON timers (due_at)",
+            "CREATE TABLE audit (
             id BIGSERIAL PRIMARY KEY,
             case_id TEXT,
             item TEXT,
@@ -115,8 +145,8 @@ pub const POSTGRES: &[(i64, &[&str])] = &[(
             prev_hash TEXT,
             hash TEXT
         )",
-        "CREATE INDEX audit_case ON audit (case_id, id)",
-        "CREATE TABLE dead_letters (
+            "CREATE INDEX audit_case ON audit (case_id, id)",
+            "CREATE TABLE dead_letters (
             id BIGSERIAL PRIMARY KEY,
             at BIGINT NOT NULL,
             reason TEXT NOT NULL,
@@ -124,5 +154,29 @@ pub const POSTGRES: &[(i64, &[&str])] = &[(
             case_id TEXT,
             body TEXT NOT NULL
         )",
-    ],
-)];
+        ],
+    ),
+    (
+        2,
+        &[
+            "CREATE TABLE items (
+                case_id TEXT NOT NULL,
+                item TEXT NOT NULL,
+                department TEXT NOT NULL,
+                status TEXT NOT NULL,
+                limit_due BIGINT,
+                PRIMARY KEY (case_id, item)
+            )",
+            "CREATE INDEX items_status ON items (status)",
+            "CREATE INDEX items_limit ON items (limit_due)",
+            "ALTER TABLE dead_letters ADD COLUMN replayed_at BIGINT",
+            "ALTER TABLE dead_letters ADD COLUMN routing_key TEXT",
+            "ALTER TABLE dead_letters ADD COLUMN body_base64 INTEGER NOT NULL DEFAULT 0",
+            "CREATE TABLE audit_anchors (
+                chain TEXT PRIMARY KEY,
+                hash TEXT NOT NULL,
+                pruned_at BIGINT NOT NULL
+            )",
+        ],
+    ),
+];

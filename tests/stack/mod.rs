@@ -267,6 +267,7 @@ impl Stack {
             topology: topology.clone(),
             prefetch: 32,
             instance: format!("test-{name}-{}", std::process::id()),
+            audit_retention_days: 0,
             env: lookup,
         };
         // The platform's side: an events queue bound to everything, and the dead-letter queue.
