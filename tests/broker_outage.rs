@@ -36,9 +36,14 @@ impl Drop for Restart {
     }
 }
 
+/// `/readyz`'s body; its status must agree with it (200 when both are up, else 503).
 async fn readyz(addr: std::net::SocketAddr) -> Value {
     let r = reqwest::get(format!("http://{addr}/readyz")).await.unwrap();
-    serde_json::from_slice(&r.bytes().await.unwrap()).unwrap()
+    let status = r.status().as_u16();
+    let v: Value = serde_json::from_slice(&r.bytes().await.unwrap()).unwrap();
+    let up = v["broker"] == "up" && v["store"] == "up";
+    assert_eq!(status, if up { 200 } else { 503 }, "readyz said {v}");
+    v
 }
 
 async fn wait_broker(addr: std::net::SocketAddr, want: &str) {

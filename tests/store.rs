@@ -287,6 +287,159 @@ async fn audit_is_chained_per_case(store: &Store) {
     }
 }
 
+/// Runs raw SQL on the store's database (the tests' stand-in for someone editing it by hand).
+async fn tamper(store: &Store, sql: &str) {
+    store.execute_raw(sql).await.unwrap();
+}
+
+async fn audit_verify_finds_alterations_and_survives_retention(store: &Store) {
+    let mut done = case("V1");
+    done.completed = true;
+    for (id, c, now) in [("V1", done, 10), ("V2", case("V2"), 10)] {
+        let recs = (0..3)
+            .map(|i| AuditRecord::new(id, None, None, i, "push", format!("r{i}"), None))
+            .collect();
+        store
+            .insert_case(
+                &c,
+                "{}",
+                Update {
+                    case_id: id.into(),
+                    audit: recs,
+                    now,
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap();
+    }
+    for i in 0..3 {
+        let mut r = AuditRecord::new("x", None, Some("health"), i, "callback", "refused", None);
+        r.case_id = None;
+        store.audit(&[r]).await.unwrap();
+    }
+    let v = store.verify_audit(None).await.unwrap();
+    assert_eq!((v.records, v.chains), (9, 3));
+    assert!(v.problems.is_empty(), "{:?}", v.problems);
+
+    // Retention: V1 (completed at 10) goes whole; the records of no case keep their newest.
+    let pruned = store.prune_audit(100, 100).await.unwrap();
+    assert_eq!(pruned.cases, 1);
+    assert_eq!(pruned.records, 3 + 2);
+    assert!(store.case_audit("V1").await.unwrap().is_empty());
+    assert_eq!(store.case_audit("V2").await.unwrap().len(), 3);
+    let v = store.verify_audit(None).await.unwrap();
+    assert!(v.problems.is_empty(), "after retention: {:?}", v.problems);
+    // A new record of no case continues the anchored chain.
+    let mut r = AuditRecord::new("x", None, None, 200, "callback", "late", None);
+    r.case_id = None;
+    store.audit(&[r]).await.unwrap();
+    assert!(store.verify_audit(None).await.unwrap().problems.is_empty());
+
+    // Altering one record is found: its own hash no longer matches.
+    let second = store.case_audit("V2").await.unwrap()[1].id;
+    tamper(
+        store,
+        &format!("UPDATE audit SET summary = 'r9' WHERE id = {second}"),
+    )
+    .await;
+    let v = store.verify_audit(Some("V2")).await.unwrap();
+    assert_eq!(v.problems.len(), 1, "{:?}", v.problems);
+    assert!(v.problems[0].starts_with(&format!("audit record #{second} (case V2): altered")));
+    // Removing one breaks the link of the next.
+    let first = store.case_audit("V2").await.unwrap()[0].id;
+    tamper(store, &format!("DELETE FROM audit WHERE id = {first}")).await;
+    let v = store.verify_audit(None).await.unwrap();
+    assert!(
+        v.problems.iter().any(|p| p.contains("chain broken")),
+        "{:?}",
+        v.problems
+    );
+}
+
+async fn dead_letters_keep_their_bytes_and_replay_once(store: &Store) {
+    let bytes: &[u8] = b"\xff\xfe not json";
+    let a = store
+        .dead_letter(&onething::store::NewDeadLetter {
+            at: 1,
+            reason: "not json",
+            errors: "[]",
+            case_id: None,
+            routing_key: "submission",
+            body: bytes,
+        })
+        .await
+        .unwrap();
+    let b = store
+        .dead_letter(&onething::store::NewDeadLetter {
+            at: 2,
+            reason: "unknown case",
+            errors: "[]",
+            case_id: Some("C9"),
+            routing_key: "withdrawal",
+            body: "{\"case_id\":\"C9\"}".as_bytes(),
+        })
+        .await
+        .unwrap();
+    let all = store.dead_letters(false).await.unwrap();
+    assert_eq!(all.len(), 2);
+    assert_eq!(all[0].body, bytes);
+    assert_eq!(all[1].routing_key.as_deref(), Some("withdrawal"));
+    assert!(store.mark_replayed(b, 5).await.unwrap());
+    assert!(!store.mark_replayed(b, 6).await.unwrap(), "replayed twice");
+    let pending = store.dead_letters(true).await.unwrap();
+    assert_eq!(pending.iter().map(|d| d.id).collect::<Vec<_>>(), vec![a]);
+    assert_eq!(
+        store.dead_letter_by_id(b).await.unwrap().unwrap().replayed_at,
+        Some(5)
+    );
+}
+
+async fn items_are_counted_open_and_overdue(store: &Store) {
+    let now = chrono::DateTime::parse_from_rfc3339("2026-03-16T12:00:00+08:00").unwrap();
+    let mut c = case("I1");
+    let it = c.items.get_mut("birth-cert").unwrap();
+    it.status = Status::Dispatched;
+    it.accept_due = Some(now - chrono::Duration::hours(1));
+    store
+        .insert_case(
+            &c,
+            "{}",
+            Update {
+                case_id: "I1".into(),
+                now: 1,
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    let counts = store.item_counts(now.timestamp_millis()).await.unwrap();
+    assert_eq!(
+        counts.open,
+        vec![("health".into(), "dispatched".into(), 1)]
+    );
+    assert_eq!(counts.overdue, vec![("health".into(), 1)]);
+    // Final: neither open nor overdue.
+    let stored = store.load("I1").await.unwrap().unwrap();
+    let mut c = stored.state;
+    c.items.get_mut("birth-cert").unwrap().status = Status::Approved;
+    assert!(
+        store
+            .save(&Update {
+                case_id: "I1".into(),
+                version: stored.version,
+                state: Some(c),
+                now: 2,
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+    );
+    let counts = store.item_counts(now.timestamp_millis()).await.unwrap();
+    assert!(counts.open.is_empty() && counts.overdue.is_empty());
+    assert!(store.open_item_kinds().await.unwrap().is_empty());
+}
+
 macro_rules! on_both {
     ($name:ident) => {
         mod $name {
@@ -313,6 +466,9 @@ macro_rules! on_both {
 on_both!(cases_events_and_versions);
 on_both!(timers_are_claimed_once_and_released_by_their_claim);
 on_both!(audit_is_chained_per_case);
+on_both!(audit_verify_finds_alterations_and_survives_retention);
+on_both!(dead_letters_keep_their_bytes_and_replay_once);
+on_both!(items_are_counted_open_and_overdue);
 
 #[tokio::test]
 async fn reopening_keeps_everything_and_does_not_migrate_twice() {

@@ -310,6 +310,16 @@ impl Store {
         Ok(())
     }
 
+    /// Runs one statement as given: for operators' repairs and for tests that tamper with the
+    /// store on purpose. The gateway itself never calls it.
+    #[doc(hidden)]
+    pub async fn execute_raw(&self, sql: &str) -> Result<u64> {
+        let r = sqlx::query(sqlx::AssertSqlSafe(sql.to_string()))
+            .execute(&self.pool)
+            .await?;
+        Ok(r.rows_affected())
+    }
+
     /// Whether the store answers.
     pub async fn ping(&self) -> bool {
         sqlx::query("SELECT 1").execute(&self.pool).await.is_ok()
