@@ -390,7 +390,12 @@ async fn dead_letters_keep_their_bytes_and_replay_once(store: &Store) {
     let pending = store.dead_letters(true).await.unwrap();
     assert_eq!(pending.iter().map(|d| d.id).collect::<Vec<_>>(), vec![a]);
     assert_eq!(
-        store.dead_letter_by_id(b).await.unwrap().unwrap().replayed_at,
+        store
+            .dead_letter_by_id(b)
+            .await
+            .unwrap()
+            .unwrap()
+            .replayed_at,
         Some(5)
     );
 }
@@ -414,10 +419,7 @@ async fn items_are_counted_open_and_overdue(store: &Store) {
         .await
         .unwrap();
     let counts = store.item_counts(now.timestamp_millis()).await.unwrap();
-    assert_eq!(
-        counts.open,
-        vec![("health".into(), "dispatched".into(), 1)]
-    );
+    assert_eq!(counts.open, vec![("health".into(), "dispatched".into(), 1)]);
     assert_eq!(counts.overdue, vec![("health".into(), 1)]);
     // Final: neither open nor overdue.
     let stored = store.load("I1").await.unwrap().unwrap();
