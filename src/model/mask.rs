@@ -8,10 +8,12 @@ use std::sync::LazyLock;
 
 use regex::Regex;
 
+// ASCII word boundaries: a number right after a Chinese character (`电话13800000000`) is still
+// a number of its own.
 static ID: LazyLock<Regex> =
-    LazyLock::new(|| Regex::new(r"\b(\d{4})\d{10}(\d{3}[\dXx])\b").expect("valid"));
+    LazyLock::new(|| Regex::new(r"(?-u:\b)(\d{4})\d{10}(\d{3}[\dXx])(?-u:\b)").expect("valid"));
 static PHONE: LazyLock<Regex> =
-    LazyLock::new(|| Regex::new(r"\b(1[3-9]\d)\d{4}(\d{4})\b").expect("valid"));
+    LazyLock::new(|| Regex::new(r"(?-u:\b)(1[3-9]\d)\d{4}(\d{4})(?-u:\b)").expect("valid"));
 
 /// An identity number: the first 4 and last 4 characters kept.
 pub fn id_number(s: &str) -> String {

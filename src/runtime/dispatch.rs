@@ -682,7 +682,7 @@ async fn poll_batch(
     let mut audit = Vec::new();
     let outcome = exchange(
         gw,
-        &cfg,
+        cfg,
         dept,
         op,
         &s0.state,

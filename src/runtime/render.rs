@@ -20,6 +20,7 @@ pub struct Extras<'a> {
 }
 
 /// Renders `op` for `item` of `case` (whose submission is `submission`).
+#[allow(clippy::too_many_arguments)]
 pub fn render(
     gw: &Gateway,
     cfg: &Config,
