@@ -8,6 +8,7 @@
 //! Like `main.rs`, and unlike the gateway, the demo may use the simulators: it stands in for the
 //! county around the gateway.
 
+pub mod platform;
 pub mod view;
 
 use std::collections::HashMap;
@@ -19,12 +20,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use indexmap::IndexMap;
-use lapin::options::{
-    BasicConsumeOptions, BasicPublishOptions, ConfirmSelectOptions, ExchangeDeleteOptions,
-    QueueBindOptions, QueueDeclareOptions, QueueDeleteOptions,
-};
-use lapin::types::FieldTable;
-use lapin::{BasicProperties, Connection, ConnectionProperties};
+use lapin::options::ConfirmSelectOptions;
+use lapin::{Connection, ConnectionProperties};
 use serde_json::Value;
 use tokio::sync::mpsc;
 
@@ -149,7 +146,10 @@ async fn demo(dir: PathBuf) -> Result<bool, String> {
         .await
         .map_err(|e| e.to_string())?;
     let (tx, mut rx) = mpsc::unbounded_channel::<Value>();
-    follow_events(&channel, &topology, tx).await?;
+    platform::follow_events(&channel, &topology, move |v| {
+        let _ = tx.send(v);
+    })
+    .await?;
 
     println!(
         "onething demo: ten simulated departments, the gateway on http://{gateway_addr} (drill clock ×{WARP}), state in {}",
@@ -167,7 +167,7 @@ async fn demo(dir: PathBuf) -> Result<bool, String> {
             v["case_id"].as_str().unwrap_or_default(),
             v["onething"].as_str().unwrap_or_default(),
         );
-        publish(&channel, &topology, "submission", s.as_bytes()).await?;
+        platform::publish(&channel, &topology, "submission", s.as_bytes()).await?;
     }
     println!(
         "published {} submission(s); {} will be withdrawn midway\n",
@@ -207,7 +207,7 @@ async fn demo(dir: PathBuf) -> Result<bool, String> {
             .collect();
         for id in due {
             if let Some(body) = withdrawals.shift_remove(&id) {
-                publish(&channel, &topology, "withdrawal", body.as_bytes()).await?;
+                platform::publish(&channel, &topology, "withdrawal", body.as_bytes()).await?;
                 if !tty {
                     println!(
                         "{:>6.1}s  {id}  withdrawal published",
@@ -254,100 +254,8 @@ async fn demo(dir: PathBuf) -> Result<bool, String> {
         );
     }
     running.stop().await;
-    cleanup(&channel, &topology).await;
+    platform::delete_topology(&channel, &topology).await;
     sim.stop().await;
     let _ = conn.close(0, "demo done".into()).await;
     Ok(all)
-}
-
-/// An exclusive queue bound to every event, as the platform would have.
-async fn follow_events(
-    channel: &lapin::Channel,
-    topology: &Topology,
-    tx: mpsc::UnboundedSender<Value>,
-) -> Result<(), String> {
-    let q = channel
-        .queue_declare(
-            "".into(),
-            QueueDeclareOptions {
-                exclusive: true,
-                auto_delete: true,
-                ..Default::default()
-            },
-            FieldTable::default(),
-        )
-        .await
-        .map_err(|e| e.to_string())?;
-    channel
-        .queue_bind(
-            q.name().clone(),
-            topology.events_exchange.as_str().into(),
-            "#".into(),
-            QueueBindOptions::default(),
-            FieldTable::default(),
-        )
-        .await
-        .map_err(|e| e.to_string())?;
-    let consumer = channel
-        .basic_consume(
-            q.name().clone(),
-            "demo".into(),
-            BasicConsumeOptions {
-                no_ack: true,
-                ..Default::default()
-            },
-            FieldTable::default(),
-        )
-        .await
-        .map_err(|e| e.to_string())?;
-    consumer.set_delegate(move |d: lapin::message::DeliveryResult| {
-        if let Ok(Some(d)) = d
-            && let Ok(v) = serde_json::from_slice::<Value>(&d.data)
-        {
-            let _ = tx.send(v);
-        }
-        std::future::ready(())
-    });
-    Ok(())
-}
-
-async fn publish(
-    channel: &lapin::Channel,
-    topology: &Topology,
-    key: &str,
-    body: &[u8],
-) -> Result<(), String> {
-    channel
-        .basic_publish(
-            topology.intake_exchange.as_str().into(),
-            key.into(),
-            BasicPublishOptions::default(),
-            body,
-            BasicProperties::default()
-                .with_content_type("application/json".into())
-                .with_delivery_mode(2),
-        )
-        .await
-        .map_err(|e| e.to_string())?
-        .await
-        .map_err(|e| e.to_string())?;
-    Ok(())
-}
-
-/// The demo's broker objects go when it ends.
-async fn cleanup(channel: &lapin::Channel, topology: &Topology) {
-    for q in [&topology.intake_queue, &topology.dead_queue] {
-        let _ = channel
-            .queue_delete(q.as_str().into(), QueueDeleteOptions::default())
-            .await;
-    }
-    for x in [
-        &topology.intake_exchange,
-        &topology.dead_exchange,
-        &topology.events_exchange,
-    ] {
-        let _ = channel
-            .exchange_delete(x.as_str().into(), ExchangeDeleteOptions::default())
-            .await;
-    }
 }

@@ -14,7 +14,7 @@ use indexmap::IndexMap;
 use lapin::message::DeliveryResult;
 use lapin::options::*;
 use lapin::types::FieldTable;
-use lapin::{BasicProperties, Connection, ConnectionProperties};
+use lapin::{Connection, ConnectionProperties};
 use onething::broker::Topology;
 use onething::runtime::{RunConfig, Running};
 use onething::sim::behaviour::Timing;
@@ -289,50 +289,14 @@ impl Stack {
         } else {
             None
         };
-        let q = channel
-            .queue_declare(
-                "".into(),
-                QueueDeclareOptions {
-                    exclusive: true,
-                    auto_delete: true,
-                    ..Default::default()
-                },
-                FieldTable::default(),
-            )
-            .await
-            .unwrap();
-        channel
-            .queue_bind(
-                q.name().clone(),
-                topology.events_exchange.as_str().into(),
-                "#".into(),
-                QueueBindOptions::default(),
-                FieldTable::default(),
-            )
-            .await
-            .unwrap();
-        let events = channel
-            .basic_consume(
-                q.name().clone(),
-                "events".into(),
-                BasicConsumeOptions {
-                    no_ack: true,
-                    ..Default::default()
-                },
-                FieldTable::default(),
-            )
-            .await
-            .unwrap();
         let ib = inbox.clone();
-        events.set_delegate(move |d: DeliveryResult| {
-            if let Ok(Some(d)) = d {
-                let v: Value = serde_json::from_slice(&d.data).unwrap_or(Value::Null);
-                let case = v["case_id"].as_str().unwrap_or_default().to_string();
-                ib.events.lock().unwrap().entry(case).or_default().push(v);
-                ib.changed.notify_waiters();
-            }
-            std::future::ready(())
-        });
+        onething::demo::platform::follow_events(&channel, &topology, move |v: Value| {
+            let case = v["case_id"].as_str().unwrap_or_default().to_string();
+            ib.events.lock().unwrap().entry(case).or_default().push(v);
+            ib.changed.notify_waiters();
+        })
+        .await
+        .unwrap();
         let dead = channel
             .basic_consume(
                 topology.dead_queue.as_str().into(),
@@ -374,18 +338,7 @@ impl Stack {
 
     /// Publishes as the platform does.
     pub async fn publish(&self, routing_key: &str, body: &[u8]) {
-        self.channel
-            .basic_publish(
-                self.topology.intake_exchange.as_str().into(),
-                routing_key.into(),
-                BasicPublishOptions::default(),
-                body,
-                BasicProperties::default()
-                    .with_content_type("application/json".into())
-                    .with_delivery_mode(2),
-            )
-            .await
-            .unwrap()
+        onething::demo::platform::publish(&self.channel, &self.topology, routing_key, body)
             .await
             .unwrap();
     }
@@ -483,22 +436,7 @@ impl Stack {
 
     /// Deletes the broker objects and the work folder (the daemon must be stopped).
     pub async fn cleanup(self) {
-        for q in [&self.topology.intake_queue, &self.topology.dead_queue] {
-            let _ = self
-                .channel
-                .queue_delete(q.as_str().into(), QueueDeleteOptions::default())
-                .await;
-        }
-        for x in [
-            &self.topology.intake_exchange,
-            &self.topology.dead_exchange,
-            &self.topology.events_exchange,
-        ] {
-            let _ = self
-                .channel
-                .exchange_delete(x.as_str().into(), ExchangeDeleteOptions::default())
-                .await;
-        }
+        onething::demo::platform::delete_topology(&self.channel, &self.topology).await;
         self.sim.stop().await;
         let _ = std::fs::remove_dir_all(&self.work);
     }
