@@ -172,6 +172,14 @@ fn run_sim(config: Option<PathBuf>, gateway: Option<String>) -> ExitCode {
     })
 }
 
+/// Runs an operator verb's future on a fresh runtime.
+fn block_on(verb: impl std::future::Future<Output = ExitCode>) -> ExitCode {
+    match runtime() {
+        Ok(rt) => rt.block_on(verb),
+        Err(code) => code,
+    }
+}
+
 fn runtime() -> Result<tokio::runtime::Runtime, ExitCode> {
     tokio::runtime::Runtime::new().map_err(|e| {
         eprintln!("onething: {e}");
@@ -237,11 +245,7 @@ async fn open_store(verb: &str) -> Result<onething::store::Store, ExitCode> {
 }
 
 fn dead(command: DeadCommand) -> ExitCode {
-    let rt = match runtime() {
-        Ok(rt) => rt,
-        Err(code) => return code,
-    };
-    rt.block_on(async move {
+    block_on(async move {
         let store = match open_store("dead").await {
             Ok(s) => s,
             Err(code) => return code,
@@ -317,11 +321,7 @@ async fn connect_broker(
 
 fn audit(command: AuditCommand) -> ExitCode {
     let AuditCommand::Verify { case_id } = command;
-    let rt = match runtime() {
-        Ok(rt) => rt,
-        Err(code) => return code,
-    };
-    rt.block_on(async move {
+    block_on(async move {
         let store = match open_store("audit verify").await {
             Ok(s) => s,
             Err(code) => return code,
@@ -344,11 +344,7 @@ fn audit(command: AuditCommand) -> ExitCode {
 }
 
 fn show_case(case_id: &str) -> ExitCode {
-    let rt = match runtime() {
-        Ok(rt) => rt,
-        Err(code) => return code,
-    };
-    rt.block_on(async move {
+    block_on(async move {
         let store = match open_store("case").await {
             Ok(s) => s,
             Err(code) => return code,
@@ -403,10 +399,7 @@ fn main() -> ExitCode {
         Command::Case { case_id } => show_case(&case_id),
         Command::Dead { command } => dead(command),
         Command::Audit { command } => audit(command),
-        Command::Demo { dir } => match runtime() {
-            Ok(rt) => rt.block_on(onething::demo::run(dir)),
-            Err(code) => code,
-        },
+        Command::Demo { dir } => block_on(onething::demo::run(dir)),
         Command::Sim { config, gateway } => run_sim(config, gateway),
         Command::Check { config } => {
             let dir = onething::config::config_dir(config.as_deref());

@@ -11,10 +11,6 @@ use crate::model::mask::mask_text;
 use crate::model::time::rfc3339_ms;
 use crate::store::{DeadLetter, Store};
 
-fn at(ms: i64) -> String {
-    rfc3339_ms(ms)
-}
-
 /// The errors of a dead letter in one line: `path: message; …`, masked.
 fn errors_line(d: &DeadLetter) -> String {
     let parsed: Option<Vec<serde_json::Value>> = serde_json::from_str(&d.errors).ok();
@@ -50,10 +46,10 @@ pub fn render_list(letters: &[DeadLetter]) -> String {
             s,
             "{:>5}  {:<25}  {:<21}  {:<24}  {:<25}  {}",
             d.id,
-            at(d.at),
+            rfc3339_ms(d.at),
             d.reason,
             d.case_id.as_deref().unwrap_or("-"),
-            d.replayed_at.map(at).unwrap_or_else(|| "-".into()),
+            d.replayed_at.map(rfc3339_ms).unwrap_or_else(|| "-".into()),
             errors_line(d)
         );
     }
@@ -116,7 +112,7 @@ pub async fn replay(
             report.lines.push(format!(
                 "#{}: skipped, replayed already at {} (--again replays it once more)",
                 d.id,
-                at(d.replayed_at.unwrap_or_default())
+                rfc3339_ms(d.replayed_at.unwrap_or_default())
             ));
             continue;
         }

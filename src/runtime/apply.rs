@@ -8,7 +8,7 @@ use chrono::{DateTime, FixedOffset};
 use serde_json::{Value, json};
 
 use super::gateway::{Config, Gateway};
-use crate::engine::{self, Case, Effect, Event, Input, Limit, Push};
+use crate::engine::{self, Case, Effect, Event, Input, Limit, Push, Status};
 use crate::model::time::rfc3339;
 use crate::store::{AuditRecord, NewTimer, OutboxEvent, Release, StoreError, TimerClock, Update};
 
@@ -234,7 +234,11 @@ pub async fn apply(
             return Ok(None);
         };
         let mut case = stored.state;
-        let before = case.clone();
+        let before: Vec<(String, Status)> = case
+            .items
+            .iter()
+            .map(|(code, it)| (code.clone(), it.status))
+            .collect();
         let now = gw.clock.now();
         let calendar = &gw.config().calendar;
         let mut effects = Vec::new();
@@ -283,12 +287,12 @@ pub fn overdue_input(item: &str, kind_name: &str, payload: &Value) -> Option<Inp
 
 /// One `state` audit record per item whose status changed (the trail shows every transition,
 /// also those that emit no event).
-pub fn state_changes(before: &Case, after: &Case, at: i64) -> Vec<AuditRecord> {
+pub fn state_changes(before: &[(String, Status)], after: &Case, at: i64) -> Vec<AuditRecord> {
     after
         .items
         .iter()
         .filter_map(|(code, it)| {
-            let old = before.items.get(code).map(|b| b.status);
+            let old = before.iter().find(|(c, _)| c == code).map(|(_, s)| *s);
             (old != Some(it.status)).then(|| {
                 AuditRecord::new(
                     &after.case_id,
