@@ -120,9 +120,10 @@ async fn rule_everywhere(marker: &str, want: &str, name: &str) {
             if !ok && s == "cancelled" && targeted.contains(&item) {
                 ok = finals[item] == want;
             }
+            let trail: Vec<&Value> = ev.iter().filter(|e| e["item"] == *item).collect();
             assert!(
                 ok,
-                "{case_id} ({marker} at {dept}): {item} is {}, expected {s}",
+                "{case_id} ({marker} at {dept}): {item} is {}, expected {s}; its events: {trail:?}",
                 finals[item]
             );
         }
@@ -189,5 +190,43 @@ async fn a_rule_aimed_at_one_department_leaves_the_others_alone() {
     }
     let rejected = ev.iter().find(|e| e["type"] == "item.rejected").unwrap();
     assert_eq!(rejected["detail"]["reason"], "材料不符合要求");
+    stack.stop().await;
+}
+
+/// Water rejects the pre-review at once, but is polled only hourly: the gateway learns of it only
+/// when the department refuses the follow-up (`已办结`). It must ask and take the rejection, not
+/// fail the item.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_follow_up_refused_after_the_department_decided_takes_its_decision() {
+    let stack = Stack::start_edited("refused", |dir| {
+        let p = dir.join("departments/water.toml");
+        let s = std::fs::read_to_string(&p).unwrap();
+        let s = regex::Regex::new(r#"(?m)^interval = .*$"#)
+            .unwrap()
+            .replace_all(&s, r#"interval = "1h""#)
+            .into_owned();
+        std::fs::write(&p, s).unwrap();
+    })
+    .await;
+    let (f, path, _) = THINGS[2];
+    let case_id = "410225-refused-1";
+    stack
+        .submit(&with_name(f, path, "王驳回:water", case_id))
+        .await;
+    let ev = stack.completed(case_id).await;
+    let finals = &ev.last().unwrap()["detail"]["items"];
+    assert_eq!(finals["water-transfer"], "rejected", "{ev:#?}");
+    assert_eq!(finals["power-transfer"], "approved");
+    let rejected = ev
+        .iter()
+        .find(|e| e["type"] == "item.rejected" && e["item"] == "water-transfer")
+        .expect("item.rejected for water-transfer");
+    assert!(
+        !rejected["detail"]["reason"]
+            .as_str()
+            .unwrap_or_default()
+            .is_empty()
+    );
+    assert!(!ev.iter().any(|e| e["type"] == "item.failed"), "{ev:#?}");
     stack.stop().await;
 }

@@ -65,6 +65,20 @@ pub enum Change {
     Ignore,
 }
 
+impl Change {
+    /// Whether the report ends the item at the department.
+    pub fn is_final(&self) -> bool {
+        matches!(
+            self,
+            Change::Rejected { .. }
+                | Change::Approved { .. }
+                | Change::Denied { .. }
+                | Change::Withdrawn { .. }
+                | Change::Failed { .. }
+        )
+    }
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct StatusReport {
     pub case_id: String,

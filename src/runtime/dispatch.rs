@@ -13,17 +13,16 @@ use super::exchange_op::{Sent, exchange};
 use super::gateway::{Config, Gateway};
 use super::render::{Extras, submission_value};
 use super::reports;
-use crate::engine::{Case, Input, Push, Status, WithdrawAnswer};
+use crate::engine::{Case, Input, Status, WithdrawAnswer};
 use crate::mapping::answer::Outcome;
 use crate::mapping::department::Department;
-use crate::mapping::operation::OpKind;
 use crate::model::mask::Personal;
-use crate::store::{AuditRecord, NewTimer, Release, StoredCase, Timer, TimerClock};
+use crate::store::{AuditRecord, Release, StoredCase, Timer, TimerClock};
 
 /// Handles one claimed timer; errors are logged and the lease lets it run again later.
 pub async fn handle(gw: Arc<Gateway>, t: Timer) {
     let r = match t.kind.as_str() {
-        kind::PUSH => push(&gw, &t).await,
+        kind::PUSH => super::push::push(&gw, &t).await,
         kind::WITHDRAW => withdraw(&gw, &t).await,
         kind::QUERY | kind::POLL => poll(&gw, &t).await,
         kind::ACCEPT | kind::COMPLETE => deadline(&gw, &t).await,
@@ -43,14 +42,14 @@ pub async fn handle(gw: Arc<Gateway>, t: Timer) {
     }
 }
 
-fn delete(t: &Timer) -> Release {
+pub(super) fn delete(t: &Timer) -> Release {
     Release::Delete {
         id: t.id,
         token: t.token.clone(),
     }
 }
 
-fn later(t: &Timer, due_at: i64, payload: Value) -> Release {
+pub(super) fn later(t: &Timer, due_at: i64, payload: Value) -> Release {
     Release::Reschedule {
         id: t.id,
         token: t.token.clone(),
@@ -71,7 +70,7 @@ pub fn backoff(dept: &Department, attempt: u32) -> Duration {
         .unwrap_or(dept.limits.retry_max)
 }
 
-async fn store_only(
+pub(super) async fn store_only(
     gw: &Gateway,
     t: &Timer,
     release: Release,
@@ -95,7 +94,7 @@ async fn store_only(
     }
 }
 
-async fn load(gw: &Gateway, t: &Timer) -> Result<Option<StoredCase>, String> {
+pub(super) async fn load(gw: &Gateway, t: &Timer) -> Result<Option<StoredCase>, String> {
     let stored = gw.store.load(&t.case_id).await.map_err(|e| e.to_string())?;
     if stored.is_none() {
         gw.store
@@ -104,281 +103,6 @@ async fn load(gw: &Gateway, t: &Timer) -> Result<Option<StoredCase>, String> {
             .map_err(|e| e.to_string())?;
     }
     Ok(stored)
-}
-
-fn push_of(p: &Value) -> Push {
-    match p.get("push").and_then(Value::as_str) {
-        Some("prereview") => Push::Prereview,
-        Some("complete") => Push::Complete,
-        _ => Push::Submit,
-    }
-}
-
-fn op_kind(p: Push) -> OpKind {
-    match p {
-        Push::Submit => OpKind::Submit,
-        Push::Prereview => OpKind::Prereview,
-        Push::Complete => OpKind::Complete,
-    }
-}
-
-async fn push(gw: &Gateway, t: &Timer) -> Result<(), String> {
-    let cfg = gw.config();
-    let Some(stored) = load(gw, t).await? else {
-        return Ok(());
-    };
-    let case = &stored.state;
-    let push = push_of(&t.payload);
-    let current = case.items.get(&t.item);
-    if current.is_none_or(|i| i.status.is_final() || i.in_flight != Some(push)) {
-        return gw
-            .store
-            .release(&[delete(t)])
-            .await
-            .map_err(|e| e.to_string());
-    }
-    let dept = cfg.department(&t.department).ok_or("unknown department")?;
-    let ops = dept.items.get(&t.item).ok_or("item not mapped")?;
-    let op = ops.get(op_kind(push)).ok_or("operation not mapped")?;
-    let attempts = t
-        .payload
-        .get("attempts")
-        .and_then(Value::as_u64)
-        .unwrap_or(0) as u32;
-    let sent = t
-        .payload
-        .get("sent")
-        .and_then(Value::as_bool)
-        .unwrap_or(false);
-    let sub = submission_value(&stored.submission);
-    let mut audit = Vec::new();
-
-    // An earlier push may have arrived: ask before pushing again (a follow-up may simply repeat).
-    if sent
-        && push != Push::Complete
-        && let Some(q) = &ops.query
-    {
-        match exchange(
-            gw,
-            &cfg,
-            dept,
-            q,
-            case,
-            &sub,
-            &t.item,
-            Extras::default(),
-            false,
-            &mut audit,
-        )
-        .await
-        {
-            Sent::Answered(read)
-                if matches!(read.outcome, Outcome::Ok { .. } | Outcome::Duplicate { .. }) =>
-            {
-                let records = q
-                    .query_records(&read, &case.case_id, &t.item, None)
-                    .unwrap_or_default();
-                let (found, _) = reports::read_all(dept, &records, Some((&case.case_id, &t.item)));
-                if let Some((item, r)) = found.first() {
-                    let mut inputs = vec![Input::PushTaken {
-                        item: item.clone(),
-                        push,
-                        reference: r.reference.clone(),
-                    }];
-                    inputs.extend(reports::input(gw, item, r));
-                    audit.push(AuditRecord::new(
-                        &case.case_id,
-                        Some(item),
-                        Some(&dept.id),
-                        gw.clock.now_ms(),
-                        "note",
-                        "earlier push had arrived (found by query)",
-                        None,
-                    ));
-                    let extra = Extra {
-                        audit,
-                        release: vec![delete(t)],
-                        ..Default::default()
-                    };
-                    apply::apply(gw, &t.case_id, &inputs, extra)
-                        .await
-                        .map_err(|e| e.to_string())?;
-                    return Ok(());
-                }
-            }
-            Sent::Answered(read) if read.outcome == Outcome::NotFound => {}
-            _ if attempts + 1 >= dept.limits.retry_attempts => {
-                let extra = Extra {
-                    audit,
-                    release: vec![delete(t)],
-                    ..Default::default()
-                };
-                let error =
-                    "the push's outcome is unknown and the department could not be asked about it"
-                        .to_string();
-                let input = Input::PushFailed {
-                    item: t.item.clone(),
-                    error,
-                    attempts: attempts + 1,
-                };
-                return apply::apply(gw, &t.case_id, &[input], extra)
-                    .await
-                    .map(|_| ())
-                    .map_err(|e| e.to_string());
-            }
-            _ => {
-                let due = gw.clock.real_ms() + backoff(dept, attempts).as_millis() as i64;
-                return store_only(
-                    gw,
-                    t,
-                    later(
-                        t,
-                        due,
-                        json!({"push": t.payload["push"], "attempts": attempts + 1, "sent": true}),
-                    ),
-                    audit,
-                )
-                .await;
-            }
-        }
-    }
-
-    // Mark the push as sent before it goes out: after a crash its outcome is unknown, not unsent.
-    let lease = gw.clock.real_ms() + dept.limits.timeout.as_millis() as i64 + 60_000;
-    let marked = json!({"push": t.payload["push"], "attempts": attempts, "sent": true});
-    if !gw
-        .store
-        .touch(t.id, &t.token, &marked, lease)
-        .await
-        .map_err(|e| e.to_string())?
-    {
-        return Ok(());
-    }
-    let outcome = exchange(
-        gw,
-        &cfg,
-        dept,
-        op,
-        case,
-        &sub,
-        &t.item,
-        Extras::default(),
-        false,
-        &mut audit,
-    )
-    .await;
-    let retry = |after: Option<u64>, sent: bool, error: String, audit: Vec<AuditRecord>| async move {
-        let n = attempts + 1;
-        if n >= dept.limits.retry_attempts {
-            let extra = Extra {
-                audit,
-                release: vec![delete(t)],
-                ..Default::default()
-            };
-            let input = Input::PushFailed {
-                item: t.item.clone(),
-                error,
-                attempts: n,
-            };
-            return apply::apply(gw, &t.case_id, &[input], extra)
-                .await
-                .map(|_| ())
-                .map_err(|e| e.to_string());
-        }
-        let wait = backoff(dept, attempts).max(Duration::from_secs(after.unwrap_or(0)));
-        let due = gw.clock.real_ms() + wait.as_millis() as i64;
-        store_only(
-            gw,
-            t,
-            later(
-                t,
-                due,
-                json!({"push": t.payload["push"], "attempts": n, "sent": sent, "error": error}),
-            ),
-            audit,
-        )
-        .await
-    };
-    let fail = |error: String, audit: Vec<AuditRecord>| async move {
-        let extra = Extra {
-            audit,
-            release: vec![delete(t)],
-            ..Default::default()
-        };
-        let input = Input::PushFailed {
-            item: t.item.clone(),
-            error,
-            attempts: attempts + 1,
-        };
-        apply::apply(gw, &t.case_id, &[input], extra)
-            .await
-            .map(|_| ())
-            .map_err(|e| e.to_string())
-    };
-    match outcome {
-        Sent::Answered(read) => match read.outcome {
-            Outcome::Ok { reference } | Outcome::Duplicate { reference } => {
-                let extra = Extra {
-                    audit,
-                    release: vec![delete(t)],
-                    ..Default::default()
-                };
-                let input = Input::PushTaken {
-                    item: t.item.clone(),
-                    push,
-                    reference,
-                };
-                apply::apply(gw, &t.case_id, &[input], extra)
-                    .await
-                    .map_err(|e| e.to_string())?;
-                Ok(())
-            }
-            Outcome::Retry { after_secs, error } => retry(after_secs, false, error, audit).await,
-            Outcome::Unauthorized => retry(None, false, "token refused".into(), audit).await,
-            Outcome::Unrecognised { error } => retry(None, true, error, audit).await,
-            Outcome::Permanent { error } => fail(error, audit).await,
-            Outcome::NotFound => {
-                fail(
-                    "the department answered `not found` to a push".into(),
-                    audit,
-                )
-                .await
-            }
-            Outcome::Finished => {
-                fail("the department answered `finished` to a push".into(), audit).await
-            }
-        },
-        Sent::NotSent(e) => retry(None, false, e, audit).await,
-        Sent::Unknown(e) => retry(None, true, e, audit).await,
-        Sent::RenderFailed(e) => fail(format!("cannot build the request: {e}"), audit).await,
-        Sent::Filed(name) => {
-            let wait = dept
-                .exchange
-                .as_ref()
-                .map(|x| x.not_taken_after)
-                .unwrap_or(Duration::from_secs(7200));
-            let timer = NewTimer {
-                case_id: t.case_id.clone(),
-                item: t.item.clone(),
-                kind: kind::NOT_TAKEN.into(),
-                department: dept.id.clone(),
-                clock: TimerClock::Gateway,
-                due_at: gw.clock.now_ms() + gw.clock.span_ms(wait),
-                payload: json!({"file": name}),
-            };
-            // The item stays pending until the department's first answer file says it took it.
-            let extra = Extra {
-                audit,
-                release: vec![delete(t)],
-                timers: vec![timer],
-                ..Default::default()
-            };
-            apply::apply(gw, &t.case_id, &[], extra)
-                .await
-                .map(|_| ())
-                .map_err(|e| e.to_string())
-        }
-    }
 }
 
 /// The withdrawal reason to send: the case's withdrawal, else (a cancelled dependant) a note.

@@ -9,7 +9,8 @@
 //! | `intake.rs` | inbound messages: validate, store, ack, or dead-letter |
 //! | `apply.rs` | the case writer: engine effects → one transaction |
 //! | `scheduler.rs` | claims due timers and runs them |
-//! | `dispatch.rs` | pushes, withdrawals, polls, deadlines |
+//! | `dispatch.rs` | runs a claimed timer: withdrawals, polls, deadlines |
+//! | `push.rs` | pushes, pre-review follow-ups, resolution of unknown outcomes |
 //! | `exchange_op.rs` | one request/answer with a department |
 //! | `render.rs` | the mapping's context for a stored case |
 //! | `reports.rs` | department reports → engine inputs |
@@ -31,6 +32,7 @@ pub mod inbox;
 pub mod intake;
 pub mod limits;
 pub mod metrics;
+pub mod push;
 pub mod relay;
 pub mod reload;
 pub mod render;

@@ -188,16 +188,33 @@ impl Stack {
             },
             true,
             warp,
+            |_| {},
         )
         .await
     }
 
-    async fn build(name: &str, timing: Timing, in_process: bool) -> Stack {
-        Self::build_with(name, timing, in_process, 1.0).await
+    /// With the test mappings changed by `edit` (given the mapping folder) before the daemon starts.
+    pub async fn start_edited(name: &str, edit: impl FnOnce(&Path)) -> Stack {
+        let timing = Timing {
+            accept_after: Duration::ZERO,
+            decide_after: Duration::ZERO,
+        };
+        Self::build_with(name, timing, true, 1.0, edit).await
     }
 
-    async fn build_with(name: &str, timing: Timing, in_process: bool, warp: f64) -> Stack {
+    async fn build(name: &str, timing: Timing, in_process: bool) -> Stack {
+        Self::build_with(name, timing, in_process, 1.0, |_| {}).await
+    }
+
+    async fn build_with(
+        name: &str,
+        timing: Timing,
+        in_process: bool,
+        warp: f64,
+        edit: impl FnOnce(&Path),
+    ) -> Stack {
         let mappings = fast_mappings(name);
+        edit(&mappings);
         let work = mappings.parent().unwrap().to_path_buf();
         let gateway_addr = free_addr();
         let mut addrs = IndexMap::new();
