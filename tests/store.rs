@@ -472,6 +472,27 @@ on_both!(audit_verify_finds_alterations_and_survives_retention);
 on_both!(dead_letters_keep_their_bytes_and_replay_once);
 on_both!(items_are_counted_open_and_overdue);
 
+#[path = "store/leases.rs"]
+mod leases;
+use leases::{
+    leases_are_renewed_deferred_and_taken_over,
+    the_relay_claims_a_case_through_its_first_pending_event,
+};
+on_both!(the_relay_claims_a_case_through_its_first_pending_event);
+on_both!(leases_are_renewed_deferred_and_taken_over);
+
+#[tokio::test]
+async fn concurrent_claims_never_overlap_on_sqlite() {
+    leases::concurrent_claims_never_overlap(&fresh("sqlite", "concurrent").await).await;
+}
+
+#[tokio::test]
+async fn concurrent_claims_never_overlap_on_postgres() {
+    let url = fresh("pg", "concurrent").await;
+    leases::concurrent_claims_never_overlap(&url).await;
+    drop_pg(&url).await;
+}
+
 #[tokio::test]
 async fn reopening_keeps_everything_and_does_not_migrate_twice() {
     let url = fresh("sqlite", "reopen").await;

@@ -38,7 +38,11 @@ pub async fn handle(gw: Arc<Gateway>, t: Timer) {
             _ => Personal::default(),
         };
         let e = personal.mask(&e);
-        tracing::error!(case_id = %t.case_id, item = %t.item, department = %t.department, kind = %t.kind, error = %e, "timer failed; will run again when its lease ends");
+        tracing::error!(case_id = %t.case_id, item = %t.item, department = %t.department, kind = %t.kind, error = %e, "timer failed; will run again after one lease");
+        let until = gw.clock.real_ms() + gw.lease.as_millis() as i64;
+        if let Err(e) = gw.store.defer(t.id, &t.token, until).await {
+            tracing::warn!(error = %e, "cannot defer the failed timer; it runs again when its lease ends");
+        }
     }
 }
 
@@ -370,14 +374,7 @@ async fn poll_batch(
     let mut timers = vec![first.clone()];
     timers.extend(
         gw.store
-            .claim_kind(
-                kind::POLL,
-                &dept.id,
-                now,
-                &gw.instance,
-                super::scheduler::LEASE,
-                size - 1,
-            )
+            .claim_kind(kind::POLL, &dept.id, now, &gw.instance, gw.lease, size - 1)
             .await
             .map_err(|e| e.to_string())?,
     );

@@ -4,6 +4,7 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
+use std::time::Duration;
 
 use minijinja::value::Value;
 use tokio::sync::Notify;
@@ -71,11 +72,19 @@ pub struct Gateway {
     pub events_added: Notify,
     /// This instance's name (timer leases).
     pub instance: String,
+    /// How long a claim lasts without renewal (the heartbeat renews it a few times per lease).
+    pub lease: Duration,
     pub metrics: Metrics,
 }
 
 impl Gateway {
-    pub fn new(config: Config, store: Arc<Store>, clock: Clock, instance: String) -> Gateway {
+    pub fn new(
+        config: Config,
+        store: Arc<Store>,
+        clock: Clock,
+        instance: String,
+        lease: Duration,
+    ) -> Gateway {
         let http = Http::new();
         Gateway {
             config: RwLock::new(Arc::new(config)),
@@ -86,6 +95,7 @@ impl Gateway {
             timers_added: Default::default(),
             events_added: Default::default(),
             instance,
+            lease,
             metrics: Default::default(),
         }
     }

@@ -64,6 +64,9 @@ pub struct RunConfig {
     pub topology: Topology,
     pub prefetch: u16,
     pub instance: String,
+    /// How long claimed work stays this instance's without a heartbeat (`ONETHING_LEASE_SECONDS`):
+    /// after a crash, another instance takes it over once this has passed.
+    pub lease: Duration,
     /// Days after which a completed case's audit trail is removed (0: never).
     pub audit_retention_days: u32,
     /// Environment lookups (credentials, department URLs and folders).
@@ -92,6 +95,12 @@ impl RunConfig {
                 .map_err(|_| "ONETHING_PREFETCH: not a number")?,
             // Stable across restarts: what this instance had claimed before a crash is resumed at once.
             instance: get("ONETHING_INSTANCE", &hostname()),
+            lease: get("ONETHING_LEASE_SECONDS", "60")
+                .parse::<u64>()
+                .ok()
+                .filter(|s| *s >= 3)
+                .map(Duration::from_secs)
+                .ok_or("ONETHING_LEASE_SECONDS: a number of seconds, at least 3")?,
             audit_retention_days: get("ONETHING_AUDIT_RETENTION_DAYS", "0")
                 .parse()
                 .map_err(|_| "ONETHING_AUDIT_RETENTION_DAYS: not a number of days")?,
@@ -135,6 +144,7 @@ pub async fn gateway(cfg: &RunConfig) -> Result<Arc<Gateway>, String> {
         Arc::new(store),
         Clock::new(cfg.warp),
         cfg.instance.clone(),
+        cfg.lease,
     )))
 }
 
@@ -162,6 +172,7 @@ pub async fn start(cfg: RunConfig) -> Result<Running, String> {
             .await;
     }));
     tasks.push(tokio::spawn(inbox::run(gw.clone(), rx.clone())));
+    tasks.push(tokio::spawn(scheduler::heartbeat(gw.clone(), rx.clone())));
     tasks.push(tokio::spawn(retention::run(
         gw.clone(),
         cfg.audit_retention_days,

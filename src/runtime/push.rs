@@ -102,7 +102,8 @@ pub async fn push(gw: &Gateway, t: &Timer) -> Result<(), String> {
     }
 
     // Mark the push as sent before it goes out: after a crash its outcome is unknown, not unsent.
-    let lease = gw.clock.real_ms() + dept.limits.timeout.as_millis() as i64 + 60_000;
+    // The heartbeat keeps the lease while the request runs (however long its timeout).
+    let lease = gw.clock.real_ms() + gw.lease.as_millis() as i64;
     let marked = json!({"push": t.payload["push"], "attempts": attempts, "sent": true});
     if !gw
         .store

@@ -41,7 +41,11 @@ pub async fn run(gw: Arc<Gateway>, broker: Broker, mut stop: watch::Receiver<boo
 /// cases side by side (so confirms are awaited in parallel). A case stops at its first failure;
 /// what was confirmed is marked published.
 async fn publish_some(gw: &Arc<Gateway>, broker: &Broker) -> Result<usize, String> {
-    let batch = gw.store.unpublished(500).await.map_err(|e| e.to_string())?;
+    let (token, batch) = gw
+        .store
+        .claim_events(&gw.instance, gw.clock.real_ms(), gw.lease, 500)
+        .await
+        .map_err(|e| e.to_string())?;
     let mut cases: indexmap::IndexMap<String, Vec<crate::store::OutboxEvent>> =
         indexmap::IndexMap::new();
     for ev in batch {
@@ -87,7 +91,10 @@ async fn publish_some(gw: &Arc<Gateway>, broker: &Broker) -> Result<usize, Strin
         super::metrics::Metrics::inc(&gw.metrics.published);
     }
     match failure {
-        Some(e) => Err(e),
+        Some(e) => {
+            let _ = gw.store.release_events(&token).await;
+            Err(e)
+        }
         None => Ok(confirmed.len()),
     }
 }

@@ -10,11 +10,6 @@ use tokio::task::JoinSet;
 use super::dispatch;
 use super::gateway::Gateway;
 
-/// How long a claimed timer is ours before another instance may take it over. Long enough for a
-/// request that waits for its department's rate limit (an instance that restarts frees its own
-/// leases at once).
-pub const LEASE: Duration = Duration::from_secs(600);
-
 pub async fn run(gw: Arc<Gateway>, mut stop: watch::Receiver<bool>) -> JoinSet<()> {
     let slots = Arc::new(Semaphore::new(256));
     let mut tasks = JoinSet::new();
@@ -38,7 +33,7 @@ pub async fn run(gw: Arc<Gateway>, mut stop: watch::Receiver<bool>) -> JoinSet<(
                     gw.clock.now_ms(),
                     gw.clock.real_ms(),
                     &gw.instance,
-                    LEASE,
+                    gw.lease,
                     free,
                 )
                 .await
@@ -85,5 +80,21 @@ async fn next_wait(gw: &Gateway) -> Duration {
             g.min(r).min(cap).max(Duration::from_millis(5))
         }
         Err(_) => cap,
+    }
+}
+
+/// Renews this instance's leases a few times per lease, so that work waiting for a department's
+/// rate limit stays ours while we live, and is taken over soon after we die.
+pub async fn heartbeat(gw: Arc<Gateway>, mut stop: watch::Receiver<bool>) {
+    let every = gw.lease / 3;
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(every) => {}
+            _ = stop.wait_for(|s| *s) => return,
+        }
+        let until = gw.clock.real_ms() + gw.lease.as_millis() as i64;
+        if let Err(e) = gw.store.renew_leases(&gw.instance, until).await {
+            tracing::warn!(error = %e, "cannot renew leases; another instance may take our work over");
+        }
     }
 }

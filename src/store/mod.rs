@@ -9,6 +9,7 @@
 mod audit;
 mod dead;
 mod items;
+mod leases;
 mod schema;
 
 pub use audit::{Pruned, Verified, chain_hash};
@@ -481,107 +482,6 @@ impl Store {
         Ok(())
     }
 
-    /// Claims due timers for `lease`: `now_gateway`/`now_real` in ms on each clock.
-    pub async fn claim_due(
-        &self,
-        now_gateway: i64,
-        now_real: i64,
-        owner: &str,
-        lease: Duration,
-        limit: i64,
-    ) -> Result<Vec<Timer>> {
-        let token = format!("{owner}:{}", hex::encode(rand::random::<[u8; 6]>()));
-        let lock = if self.backend == Backend::Postgres {
-            " FOR UPDATE SKIP LOCKED"
-        } else {
-            ""
-        };
-        let q = format!(
-            "UPDATE timers SET lease_owner = $1, lease_until = $2 WHERE id IN (\
-               SELECT id FROM timers WHERE ((clock = 'g' AND due_at <= $3) OR (clock = 'r' AND due_at <= $4)) \
-               AND (lease_until IS NULL OR lease_until < $4) ORDER BY due_at LIMIT $5{lock}) \
-             RETURNING id, case_id, item, kind, department, clock, due_at, payload"
-        );
-        let rows = sqlx::query(self.sql(&q))
-            .bind(&token)
-            .bind(now_real + lease.as_millis() as i64)
-            .bind(now_gateway)
-            .bind(now_real)
-            .bind(limit)
-            .fetch_all(&self.pool)
-            .await?;
-        rows.iter().map(|r| timer_row(r, &token)).collect()
-    }
-
-    /// Updates a claimed timer's payload and extends its lease (e.g. "sent" before a push goes
-    /// out, so that a crash leaves the outcome marked unknown). `false` if the claim was lost.
-    pub async fn touch(
-        &self,
-        id: i64,
-        token: &str,
-        payload: &serde_json::Value,
-        lease_until: i64,
-    ) -> Result<bool> {
-        let r = sqlx::query(self.sql(
-            "UPDATE timers SET payload = $1, lease_until = $2 WHERE id = $3 AND lease_owner = $4",
-        ))
-        .bind(payload.to_string())
-        .bind(lease_until)
-        .bind(id)
-        .bind(token)
-        .execute(&self.pool)
-        .await?;
-        Ok(r.rows_affected() == 1)
-    }
-
-    /// Claims due timers of one kind at one department (batch polls); `now` is (gateway, real).
-    pub async fn claim_kind(
-        &self,
-        kind: &str,
-        department: &str,
-        now: (i64, i64),
-        owner: &str,
-        lease: Duration,
-        limit: i64,
-    ) -> Result<Vec<Timer>> {
-        let (now_gateway, now_real) = now;
-        let token = format!("{owner}:{}", hex::encode(rand::random::<[u8; 6]>()));
-        let lock = if self.backend == Backend::Postgres {
-            " FOR UPDATE SKIP LOCKED"
-        } else {
-            ""
-        };
-        let q = format!(
-            "UPDATE timers SET lease_owner = $1, lease_until = $2 WHERE id IN (\
-               SELECT id FROM timers WHERE kind = $3 AND department = $4 AND ((clock = 'g' AND due_at <= $5) OR (clock = 'r' AND due_at <= $6)) \
-               AND (lease_until IS NULL OR lease_until < $6) ORDER BY due_at LIMIT $7{lock}) \
-             RETURNING id, case_id, item, kind, department, clock, due_at, payload"
-        );
-        let rows = sqlx::query(self.sql(&q))
-            .bind(&token)
-            .bind(now_real + lease.as_millis() as i64)
-            .bind(kind)
-            .bind(department)
-            .bind(now_gateway)
-            .bind(now_real)
-            .bind(limit)
-            .fetch_all(&self.pool)
-            .await?;
-        rows.iter().map(|r| timer_row(r, &token)).collect()
-    }
-
-    /// Frees every timer claimed by `owner` (this instance before a restart): its work runs again
-    /// at once instead of after the lease. Returns how many.
-    pub async fn release_owner(&self, owner: &str) -> Result<u64> {
-        let r = sqlx::query(self.sql(
-            "UPDATE timers SET lease_owner = NULL, lease_until = NULL WHERE lease_owner LIKE $1",
-        ))
-        .bind(format!("{owner}:%"))
-        .execute(&self.pool)
-        .await?;
-        Ok(r.rows_affected())
-    }
-
     /// Releases claimed timers outside a case update.
     pub async fn release(&self, releases: &[Release]) -> Result<()> {
         let u = Update {
@@ -604,7 +504,8 @@ impl Store {
         Ok((row.try_get(0)?, row.try_get(1)?))
     }
 
-    /// Events not yet confirmed by the broker, oldest first (per case in `seq` order).
+    /// Events not yet confirmed by the broker, oldest first (per case in `seq` order). The relay
+    /// claims them instead (`claim_events`); this is for inspection.
     pub async fn unpublished(&self, limit: i64) -> Result<Vec<OutboxEvent>> {
         let rows = sqlx::query(self.sql(
             "SELECT event_id, case_id, seq, routing_key, body FROM outbox WHERE published_at IS NULL ORDER BY created_at, case_id, seq LIMIT $1",
@@ -675,7 +576,7 @@ impl Store {
     }
 }
 
-fn outbox_row(r: &sqlx::any::AnyRow) -> Result<OutboxEvent> {
+pub(super) fn outbox_row(r: &sqlx::any::AnyRow) -> Result<OutboxEvent> {
     Ok(OutboxEvent {
         event_id: r.try_get(0)?,
         case_id: r.try_get(1)?,
@@ -685,7 +586,7 @@ fn outbox_row(r: &sqlx::any::AnyRow) -> Result<OutboxEvent> {
     })
 }
 
-fn timer_row(r: &sqlx::any::AnyRow, token: &str) -> Result<Timer> {
+pub(super) fn timer_row(r: &sqlx::any::AnyRow, token: &str) -> Result<Timer> {
     let clock: String = r.try_get(5)?;
     let payload: String = r.try_get(7)?;
     Ok(Timer {

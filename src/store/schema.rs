@@ -91,6 +91,16 @@ pub const SQLITE: &[(i64, &[&str])] = &[
             )",
         ],
     ),
+    (
+        3,
+        &[
+            // Several instances: an event is relayed by whoever holds its case's first unpublished
+            // event (a lease), so each case's events leave in `seq` order.
+            "ALTER TABLE outbox ADD COLUMN lease_owner TEXT",
+            "ALTER TABLE outbox ADD COLUMN lease_until INTEGER",
+            "CREATE INDEX outbox_case_pending ON outbox (case_id, seq) WHERE published_at IS NULL",
+        ],
+    ),
 ];
 
 /// (version, statements) for PostgreSQL.
@@ -177,6 +187,16 @@ pub const POSTGRES: &[(i64, &[&str])] = &[
                 hash TEXT NOT NULL,
                 pruned_at BIGINT NOT NULL
             )",
+        ],
+    ),
+    (
+        3,
+        &[
+            // Several instances: an event is relayed by whoever holds its case's first unpublished
+            // event (a lease), so each case's events leave in `seq` order.
+            "ALTER TABLE outbox ADD COLUMN lease_owner TEXT",
+            "ALTER TABLE outbox ADD COLUMN lease_until BIGINT",
+            "CREATE INDEX outbox_case_pending ON outbox (case_id, seq) WHERE published_at IS NULL",
         ],
     ),
 ];

@@ -284,6 +284,7 @@ impl Stack {
             topology: topology.clone(),
             prefetch: 32,
             instance: format!("test-{name}-{}", std::process::id()),
+            lease: Duration::from_secs(60),
             audit_retention_days: 0,
             env: lookup,
         };

@@ -1,0 +1,194 @@
+//! Leases shared by instances: the relay's per-case claims, renewal, deferral, takeover.
+
+use std::time::Duration;
+
+use onething::store::{Store, TimerClock, Update};
+
+use super::{case, event, timer};
+
+const LEASE: Duration = Duration::from_secs(30);
+
+async fn with_events(store: &Store, id: &str, seqs: &[i64]) {
+    let first = Update {
+        case_id: id.into(),
+        events: seqs.iter().map(|s| event(id, *s)).collect(),
+        now: 1,
+        ..Default::default()
+    };
+    store.insert_case(&case(id), "{}", first).await.unwrap();
+}
+
+fn ids(events: &[onething::store::OutboxEvent]) -> Vec<&str> {
+    events.iter().map(|e| e.event_id.as_str()).collect()
+}
+
+pub async fn the_relay_claims_a_case_through_its_first_pending_event(store: &Store) {
+    with_events(store, "A", &[1, 2]).await;
+    with_events(store, "B", &[1]).await;
+    let (a, got) = store.claim_events("a", 1000, LEASE, 10).await.unwrap();
+    assert_eq!(
+        ids(&got),
+        ["A-1", "A-2", "B-1"],
+        "every pending event of the cases, in seq order"
+    );
+    let (_, none) = store.claim_events("b", 1000, LEASE, 10).await.unwrap();
+    assert!(none.is_empty(), "both cases are held by a");
+
+    // A later event of a held case is not anyone else's to publish before the earlier ones.
+    let stored = store.load("A").await.unwrap().unwrap();
+    let later = Update {
+        case_id: "A".into(),
+        version: stored.version,
+        state: Some(stored.state),
+        events: vec![event("A", 3)],
+        now: 2,
+        ..Default::default()
+    };
+    assert!(store.save(&later).await.unwrap());
+    let (_, none) = store.claim_events("b", 1000, LEASE, 10).await.unwrap();
+    assert!(none.is_empty(), "A-3 waits behind A-1, which a holds");
+
+    // Once a's events are confirmed, A-3 is the first pending one: anyone may take it.
+    store
+        .mark_published_all(&["A-1".into(), "A-2".into(), "B-1".into()], 3)
+        .await
+        .unwrap();
+    let (b, got) = store.claim_events("b", 1000, LEASE, 10).await.unwrap();
+    assert_eq!(ids(&got), ["A-3"]);
+
+    // Given back after a broker failure, it is claimable at once; after a lease, by anyone.
+    store.release_events(&b).await.unwrap();
+    let (_, got) = store.claim_events("a", 1000, LEASE, 10).await.unwrap();
+    assert_eq!(ids(&got), ["A-3"]);
+    let (_, none) = store.claim_events("b", 20_000, LEASE, 10).await.unwrap();
+    assert!(none.is_empty());
+    let (_, got) = store.claim_events("b", 40_000, LEASE, 10).await.unwrap();
+    assert_eq!(ids(&got), ["A-3"], "a's lease ran out");
+    assert_ne!(a, b);
+}
+
+pub async fn leases_are_renewed_deferred_and_taken_over(store: &Store) {
+    let first = Update {
+        case_id: "L".into(),
+        timers: vec![
+            timer("L", "push", TimerClock::Real, 100),
+            timer("L", "poll", TimerClock::Real, 100),
+        ],
+        now: 1,
+        ..Default::default()
+    };
+    store.insert_case(&case("L"), "{}", first).await.unwrap();
+    let mine = store.claim_due(1000, 1000, "a", LEASE, 10).await.unwrap();
+    assert_eq!(mine.len(), 2);
+
+    // a's heartbeat keeps both beyond the first lease.
+    assert_eq!(store.renew_leases("a", 100_000).await.unwrap(), 2);
+    assert!(
+        store
+            .claim_due(1000, 40_000, "b", LEASE, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    // A failed timer is given up: a's heartbeat no longer extends it, b takes it after the delay.
+    let push = mine.iter().find(|t| t.kind == "push").unwrap();
+    assert!(store.defer(push.id, &push.token, 50_000).await.unwrap());
+    assert_eq!(store.renew_leases("a", 200_000).await.unwrap(), 1);
+    assert!(
+        store
+            .claim_due(1000, 45_000, "b", LEASE, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let taken = store.claim_due(1000, 60_000, "b", LEASE, 10).await.unwrap();
+    assert_eq!(
+        taken.iter().map(|t| t.kind.as_str()).collect::<Vec<_>>(),
+        ["push"]
+    );
+    assert!(
+        !store.defer(push.id, &push.token, 0).await.unwrap(),
+        "a's claim is gone"
+    );
+
+    assert_eq!(store.renew_leases("b", 1_000_000).await.unwrap(), 1);
+
+    // a dies: without renewal, b takes the poll once a's last lease ran out.
+    assert!(
+        store
+            .claim_due(1000, 150_000, "b", LEASE, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let taken = store
+        .claim_due(1000, 250_000, "b", LEASE, 10)
+        .await
+        .unwrap();
+    assert_eq!(
+        taken.iter().map(|t| t.kind.as_str()).collect::<Vec<_>>(),
+        ["poll"]
+    );
+
+    // b restarts under its own name: its claims are free again at once.
+    assert_eq!(store.release_owner("b").await.unwrap(), 2);
+    assert_eq!(
+        store
+            .claim_due(1000, 250_000, "a", LEASE, 10)
+            .await
+            .unwrap()
+            .len(),
+        2
+    );
+}
+
+/// Instances claiming at the same moment from their own connections take disjoint work.
+pub async fn concurrent_claims_never_overlap(url: &str) {
+    let first = Store::open(url).await.unwrap();
+    let second = Store::open(url).await.unwrap();
+    let timers = (0..60)
+        .map(|i| {
+            let mut t = timer("K", "poll", TimerClock::Real, 100);
+            t.item = format!("item-{i}");
+            t
+        })
+        .collect();
+    let events = (1..=40).map(|s| event("K", s)).collect();
+    let upd = Update {
+        case_id: "K".into(),
+        timers,
+        events,
+        now: 1,
+        ..Default::default()
+    };
+    first.insert_case(&case("K"), "{}", upd).await.unwrap();
+    let mut a = Vec::new();
+    let mut b = Vec::new();
+    for _ in 0..6 {
+        let (x, y) = tokio::join!(
+            first.claim_due(1000, 1000, "a", LEASE, 7),
+            second.claim_due(1000, 1000, "b", LEASE, 7)
+        );
+        a.extend(x.unwrap().into_iter().map(|t| t.id));
+        b.extend(y.unwrap().into_iter().map(|t| t.id));
+    }
+    assert!(
+        a.iter().all(|id| !b.contains(id)),
+        "a {a:?} and b {b:?} overlap"
+    );
+    assert_eq!(a.len() + b.len(), 60, "everything due was claimed once");
+    let (x, y) = tokio::join!(
+        first.claim_events("a", 1000, LEASE, 10),
+        second.claim_events("b", 1000, LEASE, 10)
+    );
+    let (x, y) = (x.unwrap().1, y.unwrap().1);
+    assert_eq!(
+        x.len() + y.len(),
+        40,
+        "one of them holds the case's events, all of them"
+    );
+    assert!(x.is_empty() || y.is_empty());
+    first.close().await;
+    second.close().await;
+}
