@@ -9,59 +9,8 @@ use onething::store::{
     AuditRecord, Inserted, NewTimer, OutboxEvent, Release, Store, TimerClock, Update, chain_hash,
 };
 
-/// PostgreSQL for tests: `ONETHING_TEST_POSTGRES` (default the machine's trust-auth server).
-fn pg_admin_url() -> String {
-    std::env::var("ONETHING_TEST_POSTGRES")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
-}
-
-/// A fresh database URL for `name` on `backend`.
-async fn fresh(backend: &str, name: &str) -> String {
-    let unique = format!(
-        "ot_{}_{}",
-        name.chars().take(24).collect::<String>(),
-        std::process::id()
-    );
-    match backend {
-        "sqlite" => {
-            let dir = std::env::temp_dir().join(&unique);
-            let _ = std::fs::remove_dir_all(&dir);
-            format!("sqlite://{}/state.db", dir.display())
-        }
-        _ => {
-            use sqlx::Executor;
-            sqlx::any::install_default_drivers();
-            let admin = sqlx::AnyPool::connect(&pg_admin_url())
-                .await
-                .expect("PostgreSQL reachable");
-            let _ = admin
-                .execute(sqlx::AssertSqlSafe(format!(
-                    "DROP DATABASE IF EXISTS {unique}"
-                )))
-                .await;
-            admin
-                .execute(sqlx::AssertSqlSafe(format!("CREATE DATABASE {unique}")))
-                .await
-                .unwrap();
-            let base = pg_admin_url();
-            let (prefix, _) = base.rsplit_once('/').unwrap();
-            format!("{prefix}/{unique}")
-        }
-    }
-}
-
-/// Drops a test database made by `fresh`.
-async fn drop_pg(url: &str) {
-    use sqlx::Executor;
-    let name = url.rsplit('/').next().unwrap();
-    let admin = sqlx::AnyPool::connect(&pg_admin_url()).await.unwrap();
-    admin
-        .execute(sqlx::AssertSqlSafe(format!(
-            "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
-        )))
-        .await
-        .unwrap();
-}
+mod support;
+use support::{drop_pg, fresh};
 
 fn case(id: &str) -> Case {
     let mut items = IndexMap::new();

@@ -59,6 +59,7 @@ pub async fn exchange(
     let now = || gw.clock.now_ms();
     let limiter = cfg.limiter(&dept.id);
     let _permit = match &limiter {
+        _ if x.permitted => None,
         Some(l) if poll => Some(l.poll().await),
         Some(l) => Some(l.request().await),
         None => None,
@@ -87,6 +88,7 @@ pub async fn exchange(
                 reason,
                 refs: refs.clone(),
                 token: token.as_deref(),
+                ..Default::default()
             },
         ) {
             Ok(r) => r,

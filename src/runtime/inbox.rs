@@ -1,5 +1,6 @@
 //! File-exchange departments: their answer files are read from `<folder>/<inbox>`, applied as
-//! reports, and filed into `done/` (or `error/` with a `.reason` beside them) once stored.
+//! reports, and filed into `done/` (or `error/` with a `.reason` beside them) once stored. Each
+//! file is taken (renamed aside) before it is read, so instances sharing the folder read it once.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -45,6 +46,12 @@ async fn scan(gw: &Gateway, cfg: &Config, dept: &Department) -> Result<(), Strin
     if !inbox.is_dir() {
         return Ok(());
     }
+    // What an instance that died had taken goes back after a lease (ours at once: we restarted).
+    let back =
+        folder::give_back_taken(&inbox, &gw.instance, gw.lease * 2).map_err(|e| e.to_string())?;
+    if back > 0 {
+        tracing::info!(department = %dept.id, files = back, "answer files taken but not filed put back");
+    }
     let mut files = folder::pending_answers(&inbox).map_err(|e| e.to_string())?;
     // Answers are written in order; their modification times keep it across operations.
     files.sort_by_key(|p| {
@@ -58,7 +65,15 @@ async fn scan(gw: &Gateway, cfg: &Config, dept: &Department) -> Result<(), Strin
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
-        let bytes = tokio::fs::read(&path).await.map_err(|e| e.to_string())?;
+        // Another instance may have taken it since we listed the folder.
+        let Some(taken) =
+            folder::Taken::take(&inbox, &path, &gw.instance).map_err(|e| e.to_string())?
+        else {
+            continue;
+        };
+        let bytes = tokio::fs::read(&taken.path)
+            .await
+            .map_err(|e| e.to_string())?;
         match read(dept, &name, &bytes) {
             Ok(found) => {
                 let mut stored = true;
@@ -89,7 +104,9 @@ async fn scan(gw: &Gateway, cfg: &Config, dept: &Department) -> Result<(), Strin
                     }
                 }
                 if stored {
-                    folder::file_done(&path).map_err(|e| e.to_string())?;
+                    taken.done().map_err(|e| e.to_string())?;
+                } else {
+                    taken.give_back().map_err(|e| e.to_string())?;
                 }
             }
             Err(reason) => {
@@ -106,7 +123,7 @@ async fn scan(gw: &Gateway, cfg: &Config, dept: &Department) -> Result<(), Strin
                         body_sha256: None,
                     }])
                     .await;
-                folder::file_error(&path, &reason).map_err(|e| e.to_string())?;
+                taken.error(&reason).map_err(|e| e.to_string())?;
             }
         }
     }

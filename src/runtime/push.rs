@@ -102,8 +102,17 @@ pub async fn push(gw: &Gateway, t: &Timer) -> Result<(), String> {
     }
 
     // Mark the push as sent before it goes out: after a crash its outcome is unknown, not unsent.
-    // The heartbeat keeps the lease while the request runs (however long its timeout).
-    let lease = gw.clock.real_ms() + gw.lease.as_millis() as i64;
+    // Wait for the department's limits first: between marking the push sent and sending it
+    // there is no wait, so the lease cannot run out in between under load.
+    let permit = match cfg.limiter(&dept.id) {
+        Some(l) => Some(l.request().await),
+        None => None,
+    };
+    // The lease covers the request's whole timeout by itself (the heartbeat extends it further).
+    let lease = gw.clock.real_ms()
+        + gw.lease
+            .max(dept.limits.timeout + Duration::from_secs(10))
+            .as_millis() as i64;
     let marked = json!({"push": t.payload["push"], "attempts": attempts, "sent": true});
     if !gw
         .store
@@ -121,11 +130,15 @@ pub async fn push(gw: &Gateway, t: &Timer) -> Result<(), String> {
         case,
         &sub,
         &t.item,
-        Extras::default(),
+        Extras {
+            permitted: true,
+            ..Default::default()
+        },
         false,
         &mut audit,
     )
     .await;
+    drop(permit);
     let retry = |after: Option<u64>, sent: bool, error: String, audit: Vec<AuditRecord>| async move {
         let n = attempts + 1;
         if n >= dept.limits.retry_attempts {

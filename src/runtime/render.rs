@@ -17,6 +17,9 @@ pub struct Extras<'a> {
     pub reason: Option<&'a str>,
     pub refs: Option<Vec<String>>,
     pub token: Option<&'a str>,
+    /// The caller already holds the department's request permit (taken before it marked the
+    /// push as sent, so that no wait for the limiter lies between marking and sending).
+    pub permitted: bool,
 }
 
 /// Renders `op` for `item` of `case` (whose submission is `submission`).

@@ -108,10 +108,17 @@ impl Store {
     /// Extends to `until` (real ms) every lease `owner` holds on timers and events: the
     /// heartbeat of a live instance. Returns how many.
     pub async fn renew_leases(&self, owner: &str, until: i64) -> Result<u64> {
+        // Rows being written right now (released, rescheduled, published) are skipped, not
+        // waited for: the heartbeat never queues behind the work it keeps alive.
         let mut n = 0;
-        for table in ["timers", "outbox"] {
+        for (table, key, pending) in [
+            ("timers", "id", ""),
+            ("outbox", "event_id", "published_at IS NULL AND "),
+        ] {
             let q = format!(
-                "UPDATE {table} SET lease_until = $1 WHERE lease_owner LIKE $2 AND lease_until < $1"
+                "UPDATE {table} SET lease_until = $1 WHERE {key} IN (SELECT {key} FROM {table} \
+                 WHERE {pending}lease_owner LIKE $2 AND lease_until < $1{})",
+                self.skip_locked()
             );
             n += sqlx::query(self.sql(&q))
                 .bind(until)

@@ -230,7 +230,7 @@ impl Store {
             let sep = if path.contains('?') { '&' } else { '?' };
             (Backend::Sqlite, format!("sqlite://{path}{sep}mode=rwc"), 1)
         } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-            (Backend::Postgres, url.to_string(), 8)
+            (Backend::Postgres, url.to_string(), 16)
         } else {
             return Err(StoreError::Db(format!(
                 "unsupported database URL `{url}` (sqlite://… or postgres://…)"
@@ -281,12 +281,37 @@ impl Store {
         })
     }
 
+    /// Brings the schema up to date. On PostgreSQL an advisory lock makes instances that start
+    /// together migrate one after the other (the later ones find nothing to do).
     async fn migrate(&self) -> Result<()> {
+        let mut conn = self.pool.acquire().await?;
+        if self.backend == Backend::Postgres {
+            sqlx::query("SELECT pg_advisory_lock(5010701)")
+                .execute(&mut *conn)
+                .await?;
+        }
+        let done = self.migrate_on(&mut conn).await;
+        if self.backend == Backend::Postgres {
+            sqlx::query("SELECT pg_advisory_unlock(5010701)")
+                .execute(&mut *conn)
+                .await?;
+        }
+        drop(conn);
+        if done? {
+            let n = self.backfill_items().await?;
+            tracing::info!(cases = n, "store migrated: items table filled");
+        }
+        Ok(())
+    }
+
+    /// Applies the missing steps on `conn`; `true` when the items table must be filled from
+    /// existing cases (a store older than version 2).
+    async fn migrate_on(&self, conn: &mut sqlx::AnyConnection) -> Result<bool> {
         sqlx::query("CREATE TABLE IF NOT EXISTS schema_version (version BIGINT NOT NULL)")
-            .execute(&self.pool)
+            .execute(&mut *conn)
             .await?;
         let current: i64 = sqlx::query("SELECT COALESCE(MAX(version), 0) FROM schema_version")
-            .fetch_one(&self.pool)
+            .fetch_one(&mut *conn)
             .await?
             .try_get(0)?;
         let steps = match self.backend {
@@ -294,7 +319,7 @@ impl Store {
             Backend::Postgres => schema::POSTGRES,
         };
         for (version, statements) in steps.iter().filter(|(v, _)| *v > current) {
-            let mut tx = self.pool.begin().await?;
+            let mut tx = sqlx::Connection::begin(&mut *conn).await?;
             for s in *statements {
                 sqlx::query(*s).execute(&mut *tx).await?;
             }
@@ -303,12 +328,8 @@ impl Store {
                 .execute(&mut *tx)
                 .await?;
             tx.commit().await?;
-            if *version == 2 && current > 0 {
-                let n = self.backfill_items().await?;
-                tracing::info!(cases = n, "store migrated: items table filled");
-            }
         }
-        Ok(())
+        Ok(current > 0 && current < 2)
     }
 
     /// Runs one statement as given: for operators' repairs and for tests that tamper with the

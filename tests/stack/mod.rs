@@ -15,7 +15,7 @@ use lapin::message::DeliveryResult;
 use lapin::options::*;
 use lapin::types::FieldTable;
 use lapin::{Connection, ConnectionProperties};
-use onething::broker::Topology;
+use onething::broker::{QueueType, Topology};
 use onething::runtime::{RunConfig, Running};
 use onething::sim::behaviour::Timing;
 use onething::sim::callback::CallbackSettings;
@@ -24,6 +24,8 @@ use serde_json::Value;
 use tokio::sync::Notify;
 
 use crate::support::{CREDENTIALS, root};
+
+pub mod balancer;
 
 pub const AMQP: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
 
@@ -79,7 +81,7 @@ fn copy_dir(from: &Path, to: &Path) {
     }
 }
 
-fn free_addr() -> SocketAddr {
+pub fn free_addr() -> SocketAddr {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -112,6 +114,34 @@ impl Drop for Daemon {
     }
 }
 
+/// How a stack is built.
+pub struct Options {
+    pub timing: Timing,
+    /// The daemon in this process (else the test spawns processes).
+    pub in_process: bool,
+    pub warp: f64,
+    pub queue_type: QueueType,
+    /// The store (default: a SQLite file in the stack's folder).
+    pub database_url: Option<String>,
+    pub lease: Duration,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            timing: Timing {
+                accept_after: Duration::ZERO,
+                decide_after: Duration::ZERO,
+            },
+            in_process: true,
+            warp: 1.0,
+            queue_type: QueueType::Classic,
+            database_url: None,
+            lease: Duration::from_secs(60),
+        }
+    }
+}
+
 /// Events received per case, in arrival order.
 #[derive(Default)]
 struct Inbox {
@@ -136,28 +166,44 @@ pub struct Stack {
 
 impl Stack {
     pub async fn start(name: &str) -> Stack {
-        Self::start_with(
-            name,
-            Timing {
-                accept_after: Duration::ZERO,
-                decide_after: Duration::ZERO,
-            },
-        )
-        .await
+        Self::build(name, Options::default(), |_| {}).await
     }
 
     pub async fn start_with(name: &str, timing: Timing) -> Stack {
-        Self::build(name, timing, true).await
+        let opts = Options {
+            timing,
+            ..Default::default()
+        };
+        Self::build(name, opts, |_| {}).await
     }
 
     /// Everything but the daemon, which the test runs as a process (`spawn_daemon`).
     pub async fn without_daemon(name: &str, timing: Timing) -> Stack {
-        Self::build(name, timing, false).await
+        let opts = Options {
+            timing,
+            in_process: false,
+            ..Default::default()
+        };
+        Self::build(name, opts, |_| {}).await
     }
 
     /// Starts `onething run` as a process with the stack's environment; waits until it is ready.
     /// The process is killed when the returned guard is dropped (a failing test leaves nothing).
     pub async fn spawn_daemon(&self) -> Daemon {
+        self.spawn_instance(&self.config.instance, self.config.http_addr)
+            .await
+    }
+
+    /// One of several `onething run` processes sharing the stack's store and broker: its own
+    /// instance name and HTTP address.
+    pub async fn spawn_instance(&self, instance: &str, addr: SocketAddr) -> Daemon {
+        let d = self.launch(instance, addr);
+        wait_ready(addr).await;
+        d
+    }
+
+    /// Starts an instance without waiting for it (to start several at once).
+    pub fn launch(&self, instance: &str, addr: SocketAddr) -> Daemon {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -169,50 +215,38 @@ impl Stack {
             .env("PATH", std::env::var("PATH").unwrap_or_default())
             .env("RUST_LOG", "info")
             .envs(&self.env)
+            .env("ONETHING_INSTANCE", instance)
+            .env("ONETHING_HTTP_ADDR", addr.to_string())
             .stdout(log)
             .stderr(std::process::Stdio::inherit())
             .spawn()
             .unwrap();
-        let d = Daemon(child);
-        wait_ready(self.config.http_addr).await;
-        d
+        Daemon(child)
     }
 
     /// With a drill clock running `warp` times faster.
     pub async fn start_warped(name: &str, warp: f64) -> Stack {
-        Self::build_with(
-            name,
-            Timing {
-                accept_after: Duration::ZERO,
-                decide_after: Duration::ZERO,
-            },
-            true,
+        let opts = Options {
             warp,
-            |_| {},
-        )
-        .await
+            ..Default::default()
+        };
+        Self::build(name, opts, |_| {}).await
     }
 
     /// With the test mappings changed by `edit` (given the mapping folder) before the daemon starts.
     pub async fn start_edited(name: &str, edit: impl FnOnce(&Path)) -> Stack {
-        let timing = Timing {
-            accept_after: Duration::ZERO,
-            decide_after: Duration::ZERO,
-        };
-        Self::build_with(name, timing, true, 1.0, edit).await
+        Self::build(name, Options::default(), edit).await
     }
 
-    async fn build(name: &str, timing: Timing, in_process: bool) -> Stack {
-        Self::build_with(name, timing, in_process, 1.0, |_| {}).await
-    }
-
-    async fn build_with(
-        name: &str,
-        timing: Timing,
-        in_process: bool,
-        warp: f64,
-        edit: impl FnOnce(&Path),
-    ) -> Stack {
+    pub async fn build(name: &str, opts: Options, edit: impl FnOnce(&Path)) -> Stack {
+        let Options {
+            timing,
+            in_process,
+            warp,
+            queue_type,
+            database_url,
+            lease,
+        } = opts;
         let mappings = fast_mappings(name);
         edit(&mappings);
         let work = mappings.parent().unwrap().to_path_buf();
@@ -249,7 +283,8 @@ impl Stack {
         }
         env.insert("ONETHING_DEPT_NR_DIR".into(), nr_dir.display().to_string());
         let suffix = format!(".{name}.{}", std::process::id());
-        let topology = Topology::with_suffix(&suffix);
+        let mut topology = Topology::with_suffix(&suffix);
+        topology.queue_type = queue_type;
         for (k, v) in [
             ("ONETHING_AMQP_INTAKE_EXCHANGE", &topology.intake_exchange),
             ("ONETHING_AMQP_INTAKE_QUEUE", &topology.intake_queue),
@@ -259,10 +294,14 @@ impl Stack {
         ] {
             env.insert(k.into(), v.clone());
         }
+        let database_url =
+            database_url.unwrap_or_else(|| format!("sqlite://{}/state.db", work.display()));
+        env.insert("ONETHING_DATABASE_URL".into(), database_url.clone());
         env.insert(
-            "ONETHING_DATABASE_URL".into(),
-            format!("sqlite://{}/state.db", work.display()),
+            "ONETHING_AMQP_QUEUE_TYPE".into(),
+            queue_type.as_str().to_string(),
         );
+        env.insert("ONETHING_LEASE_SECONDS".into(), lease.as_secs().to_string());
         env.insert("ONETHING_HTTP_ADDR".into(), gateway_addr.to_string());
         env.insert("ONETHING_CONFIG".into(), mappings.display().to_string());
         env.insert(
@@ -277,14 +316,14 @@ impl Stack {
         };
         let config = RunConfig {
             config_dir: mappings,
-            database_url: format!("sqlite://{}/state.db", work.display()),
+            database_url,
             amqp_url: AMQP.into(),
             http_addr: gateway_addr,
             warp,
             topology: topology.clone(),
             prefetch: 32,
             instance: format!("test-{name}-{}", std::process::id()),
-            lease: Duration::from_secs(60),
+            lease,
             audit_retention_days: 0,
             env: lookup,
         };
@@ -457,6 +496,95 @@ impl Stack {
         onething::demo::platform::delete_topology(&self.channel, &self.topology).await;
         self.sim.stop().await;
         let _ = std::fs::remove_dir_all(&self.work);
+    }
+}
+
+/// Submits `rounds` × the three example one-things (fresh case ids, the examples' own names, so
+/// every item is approved); returns the case ids.
+pub async fn submit_rounds(stack: &Stack, tag: &str, rounds: usize) -> Vec<String> {
+    let mut cases = Vec::new();
+    for n in 0..rounds {
+        for f in ["newborn.json", "restaurant.json", "house-transfer.json"] {
+            let mut s = crate::support::fixture(f);
+            let id = format!("410225-{tag}-{n}-{}", &f[..3]);
+            s["case_id"] = id.clone().into();
+            stack.submit(&s).await;
+            cases.push(id);
+        }
+    }
+    cases
+}
+
+impl Stack {
+    /// Waits for each case's `case.completed`, then checks that every item was approved and that
+    /// the case's events, each counted at its first arrival (a re-published event must equal the
+    /// first copy), arrived as seq 1, 2, 3… — none lost, none out of order.
+    pub async fn assert_approved_in_order(&self, cases: &[String]) {
+        for id in cases {
+            let ev = self.completed(id).await;
+            let mut first: Vec<Value> = Vec::new();
+            for e in ev {
+                match first.iter().find(|f| f["event_id"] == e["event_id"]) {
+                    Some(prev) => assert_eq!(prev, &e, "a re-published event is the same event"),
+                    None => first.push(e),
+                }
+            }
+            let finals = &first
+                .iter()
+                .find(|e| e["type"] == "case.completed")
+                .unwrap()["detail"]["items"];
+            assert!(
+                finals
+                    .as_object()
+                    .unwrap()
+                    .values()
+                    .all(|s| s == "approved"),
+                "{id}: {finals} {:#?}",
+                first
+                    .iter()
+                    .map(|e| format!("{} {} {}", e["type"], e["item"], e["detail"]))
+                    .collect::<Vec<_>>()
+            );
+            let seqs: Vec<u64> = first.iter().map(|e| e["seq"].as_u64().unwrap()).collect();
+            assert_eq!(
+                seqs,
+                (1..=seqs.len() as u64).collect::<Vec<_>>(),
+                "{id}: events lost or out of order"
+            );
+        }
+    }
+
+    /// Every department received exactly one application per item of `rounds` × the three
+    /// one-things (`submit_rounds`), and no second one.
+    pub async fn assert_applied_once(&self, rounds: u64) {
+        let stats = self.sim_stats().await;
+        let per_round = [
+            ("health", 1),
+            ("police", 2),
+            ("medicare", 1),
+            ("hrss", 1),
+            ("amr", 2),
+            ("tax", 1),
+            ("nr", 1),
+            ("water", 1),
+            ("power", 1),
+            ("gas", 1),
+        ];
+        for (dept, n) in per_round {
+            assert_eq!(
+                stats[dept]["submits"],
+                n * rounds,
+                "{dept}: {}",
+                stats[dept]
+            );
+            if dept != "nr" {
+                assert_eq!(
+                    stats[dept]["duplicates"].as_u64().unwrap_or(0),
+                    0,
+                    "{dept}: a second application"
+                );
+            }
+        }
     }
 }
 

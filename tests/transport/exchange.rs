@@ -158,3 +158,50 @@ fn still_waiting_until_taken() {
     std::fs::remove_file(dir.0.join(name)).unwrap();
     assert!(!folder::still_waiting(&dir.0, name));
 }
+
+#[test]
+fn an_answer_is_taken_by_one_instance_and_given_back_when_it_died() {
+    let dir = TempDir::new("taking");
+    let inbox = &dir.0;
+    let answer = inbox.join("A_ZYDJ_20260316091500_01.xml");
+    std::fs::write(&answer, "first").unwrap();
+    let taken = folder::Taken::take(inbox, &answer, "a")
+        .unwrap()
+        .expect("a takes it");
+    assert!(
+        folder::Taken::take(inbox, &answer, "b").unwrap().is_none(),
+        "b finds it gone"
+    );
+    assert!(
+        folder::pending_answers(inbox).unwrap().is_empty(),
+        "not pending while taken"
+    );
+    // b does not give back a's recent claim; a (restarting) gives back its own at once.
+    let long = std::time::Duration::from_secs(3600);
+    assert_eq!(folder::give_back_taken(inbox, "b", long).unwrap(), 0);
+    assert_eq!(folder::give_back_taken(inbox, "a", long).unwrap(), 1);
+    assert_eq!(folder::pending_answers(inbox).unwrap(), vec![answer.clone()]);
+    assert!(
+        taken.done().is_err(),
+        "a's old claim is void once given back"
+    );
+    // Taken again by a, which dies: once the claim is older than `stale`, b gives it back.
+    folder::Taken::take(inbox, &answer, "a").unwrap().unwrap();
+    assert_eq!(
+        folder::give_back_taken(inbox, "b", std::time::Duration::ZERO).unwrap(),
+        1
+    );
+    assert_eq!(folder::pending_answers(inbox).unwrap(), vec![answer.clone()]);
+    // Filed by whoever holds it: done/ under the inbox, with its name.
+    let b = inbox.join("B_ZYDJ_20260316091500_01.xml");
+    std::fs::write(&b, "second").unwrap();
+    folder::Taken::take(inbox, &b, "b")
+        .unwrap()
+        .unwrap()
+        .done()
+        .unwrap();
+    assert_eq!(
+        std::fs::read_to_string(inbox.join("done/B_ZYDJ_20260316091500_01.xml")).unwrap(),
+        "second"
+    );
+}
