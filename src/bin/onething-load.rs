@@ -50,6 +50,9 @@ struct Args {
     /// The daemon's store (default: a SQLite file in the temp folder).
     #[arg(long)]
     database: Option<String>,
+    /// Gateway instances sharing the store and the broker (several need a postgres:// store).
+    #[arg(long, default_value_t = 1)]
+    instances: usize,
     /// Keep the temp folder (logs, database) and the broker objects.
     #[arg(long)]
     keep: bool,
@@ -419,7 +422,9 @@ async fn start(args: Args) -> Result<bool, String> {
     let mut env: HashMap<_, _> = onething::translate::read_env_file(&creds)?
         .into_iter()
         .collect();
-    let ports = free_ports(1 + onething::sim::HTTP_SYSTEMS.len());
+    let ports = free_ports(args.instances.max(1) + onething::sim::HTTP_SYSTEMS.len());
+    let (ports, extra_ports) = ports.split_at(1 + onething::sim::HTTP_SYSTEMS.len());
+    let extra_ports = extra_ports.to_vec();
     let addr = format!("127.0.0.1:{}", ports[0]);
     for ((id, _), port) in onething::sim::HTTP_SYSTEMS.iter().zip(&ports[1..]) {
         let var = format!("ONETHING_DEPT_{}_URL", id.to_ascii_uppercase());
@@ -466,8 +471,25 @@ async fn start(args: Args) -> Result<bool, String> {
     let logs = |a: &str, b: &str| [work.join(a), work.join(b)];
     let sim_args = ["sim", "--gateway", &run.gateway];
     let mut sim = spawn(&bin, &sim_args, &run.env, logs("sim.out", "sim.log"));
-    let mut daemon = spawn(&bin, &["run"], &run.env, logs("daemon.log", "daemon.err"));
+    let mut env0 = run.env.clone();
+    env0.insert("ONETHING_INSTANCE".into(), "load-0".into());
+    let mut daemon = spawn(&bin, &["run"], &env0, logs("daemon.log", "daemon.err"));
+    // Further instances: their own HTTP port and name; the simulators call back the first.
+    let mut others: Vec<Child> = extra_ports
+        .iter()
+        .enumerate()
+        .map(|(i, port)| {
+            let mut env = run.env.clone();
+            env.insert("ONETHING_HTTP_ADDR".into(), format!("127.0.0.1:{port}"));
+            env.insert("ONETHING_INSTANCE".into(), format!("load-{}", i + 1));
+            let names = (format!("daemon{}.log", i + 1), format!("daemon{}.err", i + 1));
+            spawn(&bin, &["run"], &env, logs(&names.0, &names.1))
+        })
+        .collect();
     let outcome = run.drive(&mut sim, &mut daemon).await;
+    for o in &mut others {
+        println!("{}", stop("daemon", o));
+    }
     println!("{}\n{}", stop("daemon", &mut daemon), stop("sim", &mut sim));
     let (n, top) = log_summary(&work.join("daemon.log"));
     println!("daemon log: {n} lines at RUST_LOG=warn{top}");
