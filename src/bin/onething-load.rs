@@ -482,7 +482,10 @@ async fn start(args: Args) -> Result<bool, String> {
             let mut env = run.env.clone();
             env.insert("ONETHING_HTTP_ADDR".into(), format!("127.0.0.1:{port}"));
             env.insert("ONETHING_INSTANCE".into(), format!("load-{}", i + 1));
-            let names = (format!("daemon{}.log", i + 1), format!("daemon{}.err", i + 1));
+            let names = (
+                format!("daemon{}.log", i + 1),
+                format!("daemon{}.err", i + 1),
+            );
             spawn(&bin, &["run"], &env, logs(&names.0, &names.1))
         })
         .collect();

@@ -180,7 +180,10 @@ fn an_answer_is_taken_by_one_instance_and_given_back_when_it_died() {
     let long = std::time::Duration::from_secs(3600);
     assert_eq!(folder::give_back_taken(inbox, "b", long).unwrap(), 0);
     assert_eq!(folder::give_back_taken(inbox, "a", long).unwrap(), 1);
-    assert_eq!(folder::pending_answers(inbox).unwrap(), vec![answer.clone()]);
+    assert_eq!(
+        folder::pending_answers(inbox).unwrap(),
+        vec![answer.clone()]
+    );
     assert!(
         taken.done().is_err(),
         "a's old claim is void once given back"
@@ -191,7 +194,10 @@ fn an_answer_is_taken_by_one_instance_and_given_back_when_it_died() {
         folder::give_back_taken(inbox, "b", std::time::Duration::ZERO).unwrap(),
         1
     );
-    assert_eq!(folder::pending_answers(inbox).unwrap(), vec![answer.clone()]);
+    assert_eq!(
+        folder::pending_answers(inbox).unwrap(),
+        vec![answer.clone()]
+    );
     // Filed by whoever holds it: done/ under the inbox, with its name.
     let b = inbox.join("B_ZYDJ_20260316091500_01.xml");
     std::fs::write(&b, "second").unwrap();
