@@ -181,20 +181,12 @@ pub async fn push(gw: &Gateway, t: &Timer) -> Result<(), String> {
     match outcome {
         Sent::Answered(read) => match read.outcome {
             Outcome::Ok { reference } | Outcome::Duplicate { reference } => {
-                let extra = Extra {
-                    audit,
-                    release: vec![delete(t)],
-                    ..Default::default()
-                };
                 let input = Input::PushTaken {
                     item: t.item.clone(),
                     push,
                     reference,
                 };
-                apply::apply(gw, &t.case_id, &[input], extra)
-                    .await
-                    .map_err(|e| e.to_string())?;
-                Ok(())
+                finish(gw, t, &[input], audit).await
             }
             Outcome::Retry { after_secs, error } => retry(after_secs, false, error, audit).await,
             Outcome::Unauthorized => retry(None, false, "token refused".into(), audit).await,
@@ -330,15 +322,7 @@ async fn settle_found(
         note,
         None,
     ));
-    let extra = Extra {
-        audit,
-        release: vec![delete(t)],
-        ..Default::default()
-    };
-    apply::apply(gw, &t.case_id, &inputs, extra)
-        .await
-        .map(|_| ())
-        .map_err(|e| e.to_string())
+    finish(gw, t, &inputs, audit).await
 }
 
 /// Ends the push timer and fails the item after `attempts` pushes.
@@ -349,17 +333,27 @@ async fn failed(
     attempts: u32,
     audit: Vec<AuditRecord>,
 ) -> Result<(), String> {
-    let extra = Extra {
-        audit,
-        release: vec![delete(t)],
-        ..Default::default()
-    };
     let input = Input::PushFailed {
         item: t.item.clone(),
         error,
         attempts,
     };
-    apply::apply(gw, &t.case_id, &[input], extra)
+    finish(gw, t, &[input], audit).await
+}
+
+/// Applies `inputs` with `audit` and ends the push timer, in one transaction.
+async fn finish(
+    gw: &Gateway,
+    t: &Timer,
+    inputs: &[Input],
+    audit: Vec<AuditRecord>,
+) -> Result<(), String> {
+    let extra = Extra {
+        audit,
+        release: vec![delete(t)],
+        ..Default::default()
+    };
+    apply::apply(gw, &t.case_id, inputs, extra)
         .await
         .map(|_| ())
         .map_err(|e| e.to_string())
