@@ -145,7 +145,7 @@ pub fn translate(
     }
     let creds = dept.credentials(env).map_err(|missing| {
         format!(
-            "missing credentials in the environment: {}",
+            "missing credentials in the environment (unset or empty): {}",
             missing.join(", ")
         )
     })?;

@@ -357,3 +357,48 @@ fn the_demo_completes_every_case_and_exits_0() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn the_daemon_refuses_to_start_with_an_unfilled_credential() {
+    // The environment template as installed: every credential present, one left `NAME=`.
+    let dir = std::env::temp_dir().join(format!("onething-unfilled-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_onething"))
+        .arg("run")
+        .current_dir(root())
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .envs(support::CREDENTIALS.iter())
+        .env("ONETHING_DEPT_POLICE_PASSWORD", "")
+        .env(
+            "ONETHING_DATABASE_URL",
+            format!("sqlite://{}/onething.db", dir.display()),
+        )
+        .env("ONETHING_HTTP_ADDR", "127.0.0.1:0")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // A daemon that starts anyway never exits by itself: give it a bound, then fail.
+    let started = std::time::Instant::now();
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        if started.elapsed() > Duration::from_secs(30) {
+            let _ = child.kill();
+            panic!("the daemon started with an empty credential");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
+    assert_eq!(status.code(), Some(2), "{err}");
+    assert!(err.contains("ONETHING_DEPT_POLICE_PASSWORD"), "{err}");
+    assert!(!err.contains("ONETHING_DEPT_POLICE_USER"), "{err}");
+    assert!(
+        !dir.join("onething.db").exists(),
+        "nothing is opened before the configuration is whole"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -71,6 +71,28 @@ fn missing_credentials_exit_1_naming_them() {
 }
 
 #[test]
+fn an_empty_credential_counts_as_missing() {
+    // The shipped environment template lists every credential as `NAME=`; one left unfilled
+    // must be named, never sent as an empty secret.
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_onething"));
+    cmd.current_dir(root())
+        .args(["translate", "--item", "birth-cert", "fixtures/newborn.json"]);
+    for (k, _) in std::env::vars() {
+        if k.starts_with("ONETHING_") {
+            cmd.env_remove(k);
+        }
+    }
+    cmd.envs(CREDENTIALS.iter())
+        .env("ONETHING_DEPT_HEALTH_SECRET", "  ");
+    let out = cmd.output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("ONETHING_DEPT_HEALTH_SECRET"), "{err}");
+    assert!(!err.contains("ONETHING_DEPT_HEALTH_APP_ID"), "{err}");
+    assert!(out.stdout.is_empty());
+}
+
+#[test]
 fn invalid_submission_exits_1_with_every_problem() {
     let dir = std::env::temp_dir().join(format!("onething-translate-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();

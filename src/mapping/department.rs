@@ -308,7 +308,9 @@ impl Department {
     }
 
     /// The department's credentials from `env` (the process environment, normally); every
-    /// missing one is named.
+    /// missing one is named. A variable set to nothing but blanks counts as missing: the shipped
+    /// environment template lists every credential as `NAME=`, and an unfilled one must stop the
+    /// daemon at start rather than reach a department as an empty password.
     pub fn credentials(
         &self,
         env: &dyn Fn(&str) -> Option<String>,
@@ -316,7 +318,7 @@ impl Department {
         let mut found = IndexMap::new();
         let mut missing = Vec::new();
         for c in &self.credentials {
-            match env(&self.env_name(c)) {
+            match env(&self.env_name(c)).filter(|v| !v.trim().is_empty()) {
                 Some(v) => {
                     found.insert(c.clone(), v);
                 }

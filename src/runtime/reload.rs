@@ -59,7 +59,7 @@ pub fn load_config(cfg: &RunConfig, previous: Option<&Config>) -> Result<Config,
     }
     if !missing.is_empty() {
         return Err(format!(
-            "missing credentials in the environment: {}",
+            "missing credentials in the environment (unset or empty): {}",
             missing.join(", ")
         ));
     }
