@@ -6,7 +6,8 @@ use std::time::Duration;
 use indexmap::IndexMap;
 use onething::engine::{Case, Item, Status};
 use onething::store::{
-    AuditRecord, Inserted, NewTimer, OutboxEvent, Release, Store, TimerClock, Update, chain_hash,
+    Admit, AuditRecord, Inserted, NewTimer, OutboxEvent, Release, Store, TimerClock, Update,
+    chain_hash,
 };
 
 mod support;
@@ -147,14 +148,14 @@ async fn timers_are_claimed_once_and_released_by_their_claim(store: &Store) {
     store.insert_case(&c, "{}", first).await.unwrap();
     // Only the real-clock timer is due.
     let claimed = store
-        .claim_due(1000, 1000, "a", Duration::from_secs(30), 10)
+        .claim_due((1000, 1000), "a", Duration::from_secs(30), 10, Admit::all())
         .await
         .unwrap();
     assert_eq!(claimed.len(), 1);
     assert_eq!(claimed[0].kind, "push");
     assert!(
         store
-            .claim_due(1000, 1000, "b", Duration::from_secs(30), 10)
+            .claim_due((1000, 1000), "b", Duration::from_secs(30), 10, Admit::all())
             .await
             .unwrap()
             .is_empty(),
@@ -162,7 +163,13 @@ async fn timers_are_claimed_once_and_released_by_their_claim(store: &Store) {
     );
     // An expired lease lets another instance take it; the gateway clock has passed 5000 too.
     let again = store
-        .claim_due(6000, 40_000, "b", Duration::from_secs(30), 10)
+        .claim_due(
+            (6000, 40_000),
+            "b",
+            Duration::from_secs(30),
+            10,
+            Admit::all(),
+        )
         .await
         .unwrap();
     assert_eq!(again.len(), 2);
@@ -196,6 +203,44 @@ async fn timers_are_claimed_once_and_released_by_their_claim(store: &Store) {
         store.timers_of("T1").await.unwrap(),
         vec![("birth-cert".to_string(), "poll".to_string(), 9000)]
     );
+    // One update naming a key twice: the later timer wins, as two upserts in a row would.
+    let upd = Update {
+        case_id: "T1".into(),
+        timers: vec![
+            timer("T1", "query", TimerClock::Real, 1),
+            timer("T1", "withdraw", TimerClock::Real, 2),
+            timer("T1", "query", TimerClock::Real, 3),
+        ],
+        now: 3,
+        ..Default::default()
+    };
+    store.save(&upd).await.unwrap();
+    let kinds = |t: Vec<(String, String, i64)>| -> Vec<(String, i64)> {
+        t.into_iter().map(|(_, k, d)| (k, d)).collect()
+    };
+    assert_eq!(
+        kinds(store.timers_of("T1").await.unwrap()),
+        [
+            ("poll".into(), 9000),
+            ("query".into(), 3),
+            ("withdraw".into(), 2)
+        ]
+    );
+    // Dropping several (item, kind) pairs at once leaves the others.
+    let upd = Update {
+        case_id: "T1".into(),
+        drop_timers: vec![
+            ("birth-cert".into(), "query".into()),
+            ("birth-cert".into(), "withdraw".into()),
+        ],
+        now: 4,
+        ..Default::default()
+    };
+    store.save(&upd).await.unwrap();
+    assert_eq!(
+        kinds(store.timers_of("T1").await.unwrap()),
+        [("poll".into(), 9000)]
+    );
 }
 
 async fn audit_is_chained_per_case(store: &Store) {
@@ -226,14 +271,29 @@ async fn audit_is_chained_per_case(store: &Store) {
         )
         .await
         .unwrap();
+    // One append that interleaves two chains (the case's and the records of no case): each
+    // continues from its own head, in the order given.
+    let of_no_case = |i: i64| AuditRecord {
+        case_id: None,
+        ..AuditRecord::new("", None, None, i, "callback", format!("n{i}"), None)
+    };
+    let a1 = |i: i64| AuditRecord::new("A1", None, None, i, "note", format!("r{i}"), None);
+    store
+        .audit(&[a1(3), of_no_case(4), a1(5), of_no_case(6)])
+        .await
+        .unwrap();
     let stored = store.case_audit("A1").await.unwrap();
-    assert_eq!(stored.len(), 3);
+    let summaries: Vec<&str> = stored.iter().map(|s| s.record.summary.as_str()).collect();
+    assert_eq!(summaries, ["r0", "r1", "r2", "r3", "r5"]);
     let mut prev: Option<String> = None;
     for s in &stored {
         assert_eq!(s.prev_hash, prev);
         assert_eq!(s.hash, chain_hash(prev.as_deref(), &s.record));
         prev = Some(s.hash.clone());
     }
+    let verified = store.verify_audit(None).await.unwrap();
+    assert_eq!(verified.problems, Vec::<String>::new());
+    assert_eq!((verified.records, verified.chains), (7, 2));
 }
 
 /// Runs raw SQL on the store's database (the tests' stand-in for someone editing it by hand).
@@ -424,9 +484,10 @@ on_both!(items_are_counted_open_and_overdue);
 #[path = "store/leases.rs"]
 mod leases;
 use leases::{
-    leases_are_renewed_deferred_and_taken_over,
+    claims_take_no_more_than_a_department_has_room_for, leases_are_renewed_deferred_and_taken_over,
     the_relay_claims_a_case_through_its_first_pending_event,
 };
+on_both!(claims_take_no_more_than_a_department_has_room_for);
 on_both!(the_relay_claims_a_case_through_its_first_pending_event);
 on_both!(leases_are_renewed_deferred_and_taken_over);
 

@@ -71,6 +71,9 @@ struct Args {
     /// Request only these items (comma-separated; default: all of newborn).
     #[arg(long, value_delimiter = ',')]
     items: Vec<String>,
+    /// RUST_LOG for the daemon (e.g. `warn,sqlx::query=debug` to see every statement).
+    #[arg(long, default_value = "warn")]
+    log: String,
     /// Only remove what an earlier `--keep` run with this process id left.
     #[arg(long, value_name = "PID")]
     drop: Option<u32>,
@@ -449,7 +452,7 @@ async fn start(args: Args) -> Result<bool, String> {
     ] {
         env.insert(format!("ONETHING_{k}"), v);
     }
-    env.insert("RUST_LOG".into(), "warn".into());
+    env.insert("RUST_LOG".into(), args.log.clone());
     println!(
         "{} built {age} s ago; folder {}; store {db}",
         bin.display(),
@@ -495,7 +498,7 @@ async fn start(args: Args) -> Result<bool, String> {
     }
     println!("{}\n{}", stop("daemon", &mut daemon), stop("sim", &mut sim));
     let (n, top) = log_summary(&work.join("daemon.log"));
-    println!("daemon log: {n} lines at RUST_LOG=warn{top}");
+    println!("daemon log: {n} lines at RUST_LOG={}{top}", run.args.log);
     for f in ["daemon.err", "sim.log"] {
         let text = std::fs::read_to_string(work.join(f)).unwrap_or_default();
         if !text.trim().is_empty() {

@@ -9,6 +9,7 @@
 //! | `intake.rs` | inbound messages: validate, store, ack, or dead-letter |
 //! | `apply.rs` | the case writer: engine effects → one transaction |
 //! | `scheduler.rs` | claims due timers and runs them |
+//! | `admission.rs` | how much of each department's work the scheduler holds at once |
 //! | `dispatch.rs` | runs a claimed timer: withdrawals, polls, deadlines |
 //! | `push.rs` | pushes, pre-review follow-ups, resolution of unknown outcomes |
 //! | `exchange_op.rs` | one request/answer with a department |
@@ -21,6 +22,7 @@
 //! | `retention.rs` | removes the audit trails of long-finished cases |
 //! | `limits.rs`, `metrics.rs` | per-department limits; counters |
 
+pub mod admission;
 pub mod apply;
 pub mod casefile;
 pub mod clock;
@@ -122,7 +124,7 @@ pub struct Running {
     pub gateway: Arc<Gateway>,
     stop: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
-    scheduler: JoinHandle<tokio::task::JoinSet<()>>,
+    scheduler: JoinHandle<tokio::task::JoinSet<scheduler::Key>>,
 }
 
 /// Builds the shared state: the configuration (all credentials present, or a refusal naming each

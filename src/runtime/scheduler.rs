@@ -1,57 +1,60 @@
 //! The scheduler: claims due timers from the store (so a restart, or another instance, resumes
-//! them) and runs each as its own task, bounded in number.
+//! them) and runs each as its own task, bounded in number overall and, for work that contacts a
+//! department, per department (`admission`), so that one slow or rate-limited department never
+//! holds the slots the others need.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::{Semaphore, watch};
+use tokio::sync::watch;
 use tokio::task::JoinSet;
 
+use super::admission::{self, InHand};
 use super::dispatch;
 use super::gateway::Gateway;
 
-pub async fn run(gw: Arc<Gateway>, mut stop: watch::Receiver<bool>) -> JoinSet<()> {
-    let slots = Arc::new(Semaphore::new(256));
-    let mut tasks = JoinSet::new();
+/// Timers running (or waiting for their department's limits) at once.
+const SLOTS: usize = 256;
+/// Timers claimed in one round.
+const CLAIM: usize = 128;
+
+/// What a finished task gives back: the (department, class) it counted against, if any.
+pub type Key = Option<(String, String)>;
+
+pub async fn run(gw: Arc<Gateway>, mut stop: watch::Receiver<bool>) -> JoinSet<Key> {
+    let mut tasks: JoinSet<Key> = JoinSet::new();
+    let mut in_hand = InHand::default();
     loop {
         if *stop.borrow() {
             return tasks;
         }
-        while tasks.try_join_next().is_some() {}
-        if slots.available_permits() == 0 {
+        while let Some(done) = tasks.try_join_next() {
+            finished(&mut in_hand, done);
+        }
+        if tasks.len() >= SLOTS {
             // Every slot is busy: wait for one to free up rather than asking the store again.
             tokio::select! {
-                _ = tasks.join_next() => {}
+                done = tasks.join_next() => finished(&mut in_hand, done.expect("not empty")),
                 _ = stop.wait_for(|s| *s) => return tasks,
             }
             continue;
         }
-        let free = slots.available_permits().min(128) as i64;
-        let claimed = if free > 0 {
-            gw.store
-                .claim_due(
-                    gw.clock.now_ms(),
-                    gw.clock.real_ms(),
-                    &gw.instance,
-                    gw.lease,
-                    free,
-                )
-                .await
-        } else {
-            Ok(Vec::new())
-        };
-        match claimed {
+        let rooms = in_hand.rooms(&gw.config());
+        let admit = admission::admit(&rooms);
+        let free = (SLOTS - tasks.len()).min(CLAIM) as i64;
+        let now = (gw.clock.now_ms(), gw.clock.real_ms());
+        match gw
+            .store
+            .claim_due(now, &gw.instance, gw.lease, free, admit)
+            .await
+        {
             Ok(timers) if !timers.is_empty() => {
                 for t in timers {
-                    let permit = slots
-                        .clone()
-                        .acquire_owned()
-                        .await
-                        .expect("semaphore never closed");
+                    let key = in_hand.took(&t.kind, &t.department);
                     let gw = gw.clone();
                     tasks.spawn(async move {
                         dispatch::handle(gw, t).await;
-                        drop(permit);
+                        key
                     });
                 }
                 continue;
@@ -59,19 +62,31 @@ pub async fn run(gw: Arc<Gateway>, mut stop: watch::Receiver<bool>) -> JoinSet<(
             Ok(_) => {}
             Err(e) => tracing::warn!(error = %e, "cannot read timers"),
         }
-        let wait = next_wait(&gw).await;
+        let wait = next_wait(&gw, admit).await;
+        // A task that ends may free a department's room: look again then too.
+        let running = !tasks.is_empty();
         tokio::select! {
             _ = gw.timers_added.notified() => {}
             _ = tokio::time::sleep(wait) => {}
+            done = tasks.join_next(), if running => finished(&mut in_hand, done.expect("not empty")),
             _ = stop.wait_for(|s| *s) => return tasks,
         }
     }
 }
 
-/// Until the earliest timer (in real time), at most a second.
-async fn next_wait(gw: &Gateway) -> Duration {
+fn finished(in_hand: &mut InHand, done: Result<Key, tokio::task::JoinError>) {
+    match done {
+        Ok(Some(key)) => in_hand.done(&key),
+        Ok(None) => {}
+        // A panicked task's count is lost with it; its timer runs again after its lease.
+        Err(e) => tracing::error!(error = %e, "a timer's task ended abnormally"),
+    }
+}
+
+/// Until the earliest timer that may be claimed (in real time), at most a second.
+async fn next_wait(gw: &Gateway, admit: crate::store::Admit<'_>) -> Duration {
     let cap = Duration::from_secs(1);
-    match gw.store.next_due().await {
+    match gw.store.next_due(admit).await {
         Ok((g, r)) => {
             let g = g.map(|ms| gw.clock.real_wait_until(ms)).unwrap_or(cap);
             let r = r

@@ -8,7 +8,7 @@
 use sha2::{Digest, Sha256};
 use sqlx::Row;
 
-use super::{AuditRecord, Backend, Result, Store, StoredAudit};
+use super::{AuditRecord, Result, Store, StoredAudit};
 
 /// The audit chain: each record's hash covers its content and the previous record's hash (per
 /// case), so altering or removing a record breaks every later link.
@@ -67,50 +67,10 @@ fn audit_row(r: &sqlx::any::AnyRow) -> Result<StoredAudit> {
 }
 
 impl Store {
-    pub(super) async fn append_audit(
-        &self,
-        tx: &mut sqlx::Transaction<'_, sqlx::Any>,
-        a: &AuditRecord,
-    ) -> Result<()> {
-        if self.backend == Backend::Postgres {
-            // Two instances appending to one chain at once would fork it: one writer per chain.
-            sqlx::query("SELECT pg_advisory_xact_lock(hashtext($1))")
-                .bind(a.case_id.clone().unwrap_or_default())
-                .execute(&mut **tx)
-                .await?;
-        }
-        let prev: Option<String> = sqlx::query(self.sql(
-            "SELECT hash FROM audit WHERE case_id IS NOT DISTINCT FROM $1 ORDER BY id DESC LIMIT 1",
-        ))
-        .bind(a.case_id.clone())
-        .fetch_optional(&mut **tx)
-        .await?
-        .map(|r| r.try_get(0))
-        .transpose()?;
-        let hash = chain_hash(prev.as_deref(), a);
-        sqlx::query(self.sql(
-            "INSERT INTO audit (case_id, item, department, at, kind, summary, body_sha256, prev_hash, hash) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-        ))
-        .bind(a.case_id.clone())
-        .bind(a.item.clone())
-        .bind(a.department.clone())
-        .bind(a.at)
-        .bind(&a.kind)
-        .bind(&a.summary)
-        .bind(a.body_sha256.clone())
-        .bind(prev)
-        .bind(hash)
-        .execute(&mut **tx)
-        .await?;
-        Ok(())
-    }
-
     /// Audit records that belong to no case update (an unknown case's callback, say).
     pub async fn audit(&self, records: &[AuditRecord]) -> Result<()> {
-        let mut tx = self.pool.begin().await?;
-        for a in records {
-            self.append_audit(&mut tx, a).await?;
-        }
+        let mut tx = self.begin_write().await?;
+        self.append_audit(&mut tx, records).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -194,7 +154,7 @@ impl Store {
     /// and an anchor keeps the chain verifiable).
     pub async fn prune_audit(&self, cutoff: i64, now: i64) -> Result<Pruned> {
         let mut out = Pruned::default();
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         let finished = "SELECT case_id FROM cases WHERE completed = 1 AND updated_at < $1";
         let cases = sqlx::query(self.sql(&format!(
             "SELECT COUNT(DISTINCT case_id) FROM audit WHERE case_id IN ({finished})"

@@ -49,28 +49,6 @@ pub struct ItemCounts {
 const FINAL: &str = "('approved','denied','rejected','cancelled','withdrawn','failed')";
 
 impl Store {
-    pub(super) async fn write_items(
-        &self,
-        tx: &mut sqlx::Transaction<'_, sqlx::Any>,
-        case: &Case,
-    ) -> Result<()> {
-        for r in item_rows(case) {
-            sqlx::query(self.sql(
-                "INSERT INTO items (case_id, item, department, status, limit_due) VALUES ($1, $2, $3, $4, $5) \
-                 ON CONFLICT (case_id, item) DO UPDATE SET department = excluded.department, \
-                 status = excluded.status, limit_due = excluded.limit_due",
-            ))
-            .bind(&case.case_id)
-            .bind(&r.item)
-            .bind(&r.department)
-            .bind(r.status)
-            .bind(r.limit_due)
-            .execute(&mut **tx)
-            .await?;
-        }
-        Ok(())
-    }
-
     /// Fills `items` from the stored cases (once, when the table is new on an existing store).
     pub(super) async fn backfill_items(&self) -> Result<u64> {
         let mut after = String::new();
@@ -85,7 +63,7 @@ impl Store {
             if rows.is_empty() {
                 return Ok(n);
             }
-            let mut tx = self.pool.begin().await?;
+            let mut tx = self.begin_write().await?;
             for row in &rows {
                 let id: String = row.try_get(0)?;
                 let state: String = row.try_get(1)?;

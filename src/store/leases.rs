@@ -3,12 +3,118 @@
 //! `FOR UPDATE SKIP LOCKED`, so concurrent instances take disjoint rows. A live instance renews
 //! its leases; one that dies stops renewing, and its work is taken over once they run out.
 
+use std::collections::HashMap;
 use std::time::Duration;
+
+use sqlx::Row;
 
 use super::{Backend, OutboxEvent, Result, Store, Timer, outbox_row, timer_row};
 
+/// What a claim may take of each department's work. Each counted kind belongs to a class (the
+/// runtime's: requests that send, requests that poll); timers of a counted kind are taken only
+/// while their (department, class) has room left. A pair not named in `room` has no bound, and
+/// timers of kinds not counted (deadlines) are always taken.
+#[derive(Debug, Clone, Copy)]
+pub struct Admit<'a> {
+    /// (kind, class) for every counted kind.
+    pub classes: &'a [(&'a str, &'a str)],
+    /// Room left per (department, class).
+    pub room: &'a HashMap<(String, String), usize>,
+}
+
+impl Admit<'_> {
+    /// Takes everything.
+    pub fn all() -> Admit<'static> {
+        Admit {
+            classes: &[],
+            room: &EMPTY,
+        }
+    }
+
+    fn class(&self, kind: &str) -> Option<&str> {
+        self.classes
+            .iter()
+            .find(|(k, _)| *k == kind)
+            .map(|(_, c)| *c)
+    }
+
+    /// Whether one more timer of `kind` at `department` fits; if so, counts it in `taken`.
+    fn take(
+        &self,
+        kind: &str,
+        department: &str,
+        taken: &mut HashMap<(String, String), usize>,
+    ) -> bool {
+        let Some(class) = self.class(kind) else {
+            return true;
+        };
+        let key = (department.to_string(), class.to_string());
+        let room = self.room.get(&key).copied().unwrap_or(usize::MAX);
+        let n = taken.entry(key).or_default();
+        if *n >= room {
+            return false;
+        }
+        *n += 1;
+        true
+    }
+
+    /// `NOT ((department = … AND kind IN (…)) OR …) AND ` for every (department, class) without
+    /// room, with placeholders from `$first`, their values appended to `binds`; empty when none
+    /// is full.
+    pub(super) fn exclusion(&self, first: usize, binds: &mut Vec<String>) -> String {
+        let mut full: Vec<&(String, String)> = self
+            .room
+            .iter()
+            .filter(|(_, r)| **r == 0)
+            .map(|(k, _)| k)
+            .collect();
+        full.sort();
+        let mut terms = Vec::new();
+        for (department, class) in full {
+            let kinds: Vec<&str> = self
+                .classes
+                .iter()
+                .filter(|(_, c)| c == class)
+                .map(|(k, _)| *k)
+                .collect();
+            if kinds.is_empty() {
+                continue;
+            }
+            binds.push(department.clone());
+            let d = first + binds.len() - 1;
+            let marks: Vec<String> = kinds
+                .iter()
+                .map(|k| {
+                    binds.push(k.to_string());
+                    format!("${}", first + binds.len() - 1)
+                })
+                .collect();
+            terms.push(format!(
+                "(department = ${d} AND kind IN ({}))",
+                marks.join(", ")
+            ));
+        }
+        if terms.is_empty() {
+            return String::new();
+        }
+        format!("NOT ({}) AND ", terms.join(" OR "))
+    }
+}
+
+static EMPTY: std::sync::LazyLock<HashMap<(String, String), usize>> =
+    std::sync::LazyLock::new(HashMap::new);
+
 /// Where a failed timer's lease goes: no instance renews it, any may claim it once it runs out.
 const DEFERRED: &str = "deferred";
+
+/// Which due timers a claim considers.
+#[derive(Clone, Copy)]
+enum Filter<'a> {
+    /// Every kind, within the departments' room.
+    Admit(&'a Admit<'a>),
+    /// One kind at one department (a batch poll's companions).
+    Only(&'a str, &'a str),
+}
 
 impl Store {
     fn token(owner: &str) -> String {
@@ -23,16 +129,18 @@ impl Store {
         }
     }
 
-    /// Claims due timers for `lease`: `now_gateway`/`now_real` in ms on each clock.
+    /// Claims due timers for `lease`, oldest first: `now` is (gateway, real) ms. Timers of the
+    /// kinds `admit` counts are taken only while their department has room, so that the claim
+    /// never holds more of one department's work than it can start.
     pub async fn claim_due(
         &self,
-        now_gateway: i64,
-        now_real: i64,
+        now: (i64, i64),
         owner: &str,
         lease: Duration,
         limit: i64,
+        admit: Admit<'_>,
     ) -> Result<Vec<Timer>> {
-        self.claim((now_gateway, now_real), owner, lease, limit, None)
+        self.claim(now, owner, lease, limit, Filter::Admit(&admit))
             .await
     }
 
@@ -46,42 +154,79 @@ impl Store {
         lease: Duration,
         limit: i64,
     ) -> Result<Vec<Timer>> {
-        self.claim(now, owner, lease, limit, Some((kind, department)))
+        self.claim(now, owner, lease, limit, Filter::Only(kind, department))
             .await
     }
 
+    /// Picks the due, unleased candidates and leases those admitted, in one transaction (on
+    /// PostgreSQL the candidates are locked with SKIP LOCKED, so instances take disjoint rows).
     async fn claim(
         &self,
         (now_gateway, now_real): (i64, i64),
         owner: &str,
         lease: Duration,
         limit: i64,
-        only: Option<(&str, &str)>,
+        filter: Filter<'_>,
     ) -> Result<Vec<Timer>> {
         let token = Self::token(owner);
-        let filter = if only.is_some() {
-            "kind = $6 AND department = $7 AND "
-        } else {
-            ""
+        let mut binds: Vec<String> = Vec::new();
+        let extra = match filter {
+            Filter::Only(kind, department) => {
+                binds.extend([kind.to_string(), department.to_string()]);
+                "kind = $4 AND department = $5 AND ".to_string()
+            }
+            Filter::Admit(a) => a.exclusion(4, &mut binds),
         };
         let q = format!(
-            "UPDATE timers SET lease_owner = $1, lease_until = $2 WHERE id IN (\
-               SELECT id FROM timers WHERE {filter}((clock = 'g' AND due_at <= $3) OR (clock = 'r' AND due_at <= $4)) \
-               AND (lease_until IS NULL OR lease_until < $4) ORDER BY due_at LIMIT $5{}) \
-             RETURNING id, case_id, item, kind, department, clock, due_at, payload",
+            "SELECT id, kind, department FROM timers WHERE {extra}\
+             ((clock = 'g' AND due_at <= $1) OR (clock = 'r' AND due_at <= $2)) \
+             AND (lease_until IS NULL OR lease_until < $2) ORDER BY due_at LIMIT $3{}",
             self.skip_locked()
         );
+        let mut tx = self.begin_write().await?;
         let mut query = sqlx::query(self.sql(&q))
-            .bind(token.clone())
-            .bind(now_real + lease.as_millis() as i64)
             .bind(now_gateway)
             .bind(now_real)
             .bind(limit);
-        if let Some((kind, department)) = only {
-            query = query.bind(kind.to_string()).bind(department.to_string());
+        for b in &binds {
+            query = query.bind(b);
         }
-        let rows = query.fetch_all(&self.pool).await?;
-        rows.iter().map(|r| timer_row(r, &token)).collect()
+        let mut taken = HashMap::new();
+        let mut ids = Vec::new();
+        for row in query.fetch_all(&mut *tx).await? {
+            let (id, kind, department): (i64, String, String) =
+                (row.try_get(0)?, row.try_get(1)?, row.try_get(2)?);
+            if let Filter::Admit(a) = filter
+                && !a.take(&kind, &department, &mut taken)
+            {
+                continue;
+            }
+            ids.push(id);
+        }
+        if ids.is_empty() {
+            tx.commit().await?;
+            return Ok(Vec::new());
+        }
+        let list: Vec<String> = (0..ids.len()).map(|i| format!("${}", i + 3)).collect();
+        let q = format!(
+            "UPDATE timers SET lease_owner = $1, lease_until = $2 WHERE id IN ({}) \
+             RETURNING id, case_id, item, kind, department, clock, due_at, payload",
+            list.join(", ")
+        );
+        let mut query = sqlx::query(self.sql(&q))
+            .bind(token.clone())
+            .bind(now_real + lease.as_millis() as i64);
+        for id in &ids {
+            query = query.bind(*id);
+        }
+        let rows = query.fetch_all(&mut *tx).await?;
+        tx.commit().await?;
+        let mut timers = rows
+            .iter()
+            .map(|r| timer_row(r, &token))
+            .collect::<Result<Vec<_>>>()?;
+        timers.sort_by_key(|t| t.due_at);
+        Ok(timers)
     }
 
     /// Updates a claimed timer's payload and extends its lease (e.g. "sent" before a push goes

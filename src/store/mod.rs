@@ -11,10 +11,12 @@ mod dead;
 mod items;
 mod leases;
 mod schema;
+mod write;
 
 pub use audit::{Pruned, Verified, chain_hash};
 pub use dead::{DeadLetter, NewDeadLetter};
 pub use items::{ItemCounts, ItemRow, item_rows};
+pub use leases::Admit;
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -281,6 +283,17 @@ impl Store {
         })
     }
 
+    /// A transaction that writes (every one in this store). On SQLite it takes the write lock at once
+    /// (`BEGIN IMMEDIATE`): a deferred one that read first, then found another connection had written
+    /// meanwhile, could not upgrade and would fail with "database is locked" whatever the busy
+    /// timeout. PostgreSQL needs nothing special.
+    pub(super) async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>> {
+        Ok(match self.backend {
+            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
+            Backend::Postgres => self.pool.begin().await?,
+        })
+    }
+
     /// Brings the schema up to date. On PostgreSQL an advisory lock makes instances that start
     /// together migrate one after the other (the later ones find nothing to do).
     async fn migrate(&self) -> Result<()> {
@@ -354,7 +367,7 @@ impl Store {
         submission: &str,
         first: Update,
     ) -> Result<Inserted> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         let existing = sqlx::query(self.sql("SELECT submission FROM cases WHERE case_id = $1"))
             .bind(&state.case_id)
             .fetch_optional(&mut *tx)
@@ -402,7 +415,7 @@ impl Store {
     /// Applies an update if the case is still at `update.version`; `false` when another writer
     /// got there first (load again and retry).
     pub async fn save(&self, update: &Update) -> Result<bool> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         if let Some(state) = &update.state {
             let json =
                 serde_json::to_string(state).map_err(|e| StoreError::Corrupt(e.to_string()))?;
@@ -426,102 +439,32 @@ impl Store {
         Ok(true)
     }
 
-    async fn write_parts(
-        &self,
-        tx: &mut sqlx::Transaction<'_, sqlx::Any>,
-        u: &Update,
-    ) -> Result<()> {
-        for e in &u.events {
-            sqlx::query(self.sql(
-                "INSERT INTO outbox (event_id, case_id, seq, routing_key, body, created_at) VALUES ($1, $2, $3, $4, $5, $6)",
-            ))
-            .bind(&e.event_id)
-            .bind(&e.case_id)
-            .bind(e.seq)
-            .bind(&e.routing_key)
-            .bind(&e.body)
-            .bind(u.now)
-            .execute(&mut **tx)
-            .await?;
-        }
-        for (item, kind) in &u.drop_timers {
-            sqlx::query(
-                self.sql("DELETE FROM timers WHERE case_id = $1 AND item = $2 AND kind = $3"),
-            )
-            .bind(&u.case_id)
-            .bind(item)
-            .bind(kind)
-            .execute(&mut **tx)
-            .await?;
-        }
-        for r in &u.release {
-            match r {
-                Release::Delete { id, token } => {
-                    sqlx::query(self.sql("DELETE FROM timers WHERE id = $1 AND lease_owner = $2"))
-                        .bind(*id)
-                        .bind(token)
-                        .execute(&mut **tx)
-                        .await?;
-                }
-                Release::Reschedule {
-                    id,
-                    token,
-                    due_at,
-                    payload,
-                } => {
-                    sqlx::query(self.sql(
-                        "UPDATE timers SET due_at = $1, payload = $2, lease_owner = NULL, lease_until = NULL WHERE id = $3 AND lease_owner = $4",
-                    ))
-                    .bind(*due_at)
-                    .bind(payload.to_string())
-                    .bind(*id)
-                    .bind(token)
-                    .execute(&mut **tx)
-                    .await?;
-                }
-            }
-        }
-        for t in &u.timers {
-            sqlx::query(self.sql(
-                "INSERT INTO timers (case_id, item, kind, department, clock, due_at, payload) VALUES ($1, $2, $3, $4, $5, $6, $7) \
-                 ON CONFLICT (case_id, item, kind) DO UPDATE SET department = excluded.department, clock = excluded.clock, \
-                 due_at = excluded.due_at, payload = excluded.payload, lease_owner = NULL, lease_until = NULL",
-            ))
-            .bind(&t.case_id)
-            .bind(&t.item)
-            .bind(&t.kind)
-            .bind(&t.department)
-            .bind(t.clock.code())
-            .bind(t.due_at)
-            .bind(t.payload.to_string())
-            .execute(&mut **tx)
-            .await?;
-        }
-        for a in &u.audit {
-            self.append_audit(tx, a).await?;
-        }
-        Ok(())
-    }
-
     /// Releases claimed timers outside a case update.
     pub async fn release(&self, releases: &[Release]) -> Result<()> {
         let u = Update {
             release: releases.to_vec(),
             ..Default::default()
         };
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         self.write_parts(&mut tx, &u).await?;
         tx.commit().await?;
         Ok(())
     }
 
-    /// The earliest due time on each clock (to sleep until), if any.
-    pub async fn next_due(&self) -> Result<(Option<i64>, Option<i64>)> {
-        let row = sqlx::query(
-            "SELECT MIN(CASE WHEN clock = 'g' THEN due_at END), MIN(CASE WHEN clock = 'r' THEN due_at END) FROM timers WHERE lease_owner IS NULL",
-        )
-        .fetch_one(&self.pool)
-        .await?;
+    /// The earliest due time on each clock (to sleep until) of the unleased timers `admit` would
+    /// take, if any: work of a department without room waits for the room, not for its time.
+    pub async fn next_due(&self, admit: Admit<'_>) -> Result<(Option<i64>, Option<i64>)> {
+        let mut binds = Vec::new();
+        let extra = admit.exclusion(1, &mut binds);
+        let q = format!(
+            "SELECT MIN(CASE WHEN clock = 'g' THEN due_at END), MIN(CASE WHEN clock = 'r' THEN due_at END) \
+             FROM timers WHERE {extra}lease_owner IS NULL"
+        );
+        let mut query = sqlx::query(self.sql(&q));
+        for b in &binds {
+            query = query.bind(b);
+        }
+        let row = query.fetch_one(&self.pool).await?;
         Ok((row.try_get(0)?, row.try_get(1)?))
     }
 
@@ -537,17 +480,20 @@ impl Store {
         rows.iter().map(outbox_row).collect()
     }
 
-    /// Marks several events published in one transaction.
+    /// Marks several events published, a hundred per statement.
     pub async fn mark_published_all(&self, event_ids: &[String], now: i64) -> Result<()> {
-        let mut tx = self.pool.begin().await?;
-        for id in event_ids {
-            sqlx::query(self.sql("UPDATE outbox SET published_at = $1 WHERE event_id = $2"))
-                .bind(now)
-                .bind(id)
-                .execute(&mut *tx)
-                .await?;
+        for chunk in event_ids.chunks(100) {
+            let list: Vec<String> = (0..chunk.len()).map(|i| format!("${}", i + 2)).collect();
+            let q = format!(
+                "UPDATE outbox SET published_at = $1 WHERE event_id IN ({})",
+                list.join(", ")
+            );
+            let mut query = sqlx::query(self.sql(&q)).bind(now);
+            for id in chunk {
+                query = query.bind(id);
+            }
+            query.execute(&self.pool).await?;
         }
-        tx.commit().await?;
         Ok(())
     }
 

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use onething::store::{Store, TimerClock, Update};
+use onething::store::{Admit, Store, TimerClock, Update};
 
 use super::{case, event, timer};
 
@@ -78,14 +78,17 @@ pub async fn leases_are_renewed_deferred_and_taken_over(store: &Store) {
         ..Default::default()
     };
     store.insert_case(&case("L"), "{}", first).await.unwrap();
-    let mine = store.claim_due(1000, 1000, "a", LEASE, 10).await.unwrap();
+    let mine = store
+        .claim_due((1000, 1000), "a", LEASE, 10, Admit::all())
+        .await
+        .unwrap();
     assert_eq!(mine.len(), 2);
 
     // a's heartbeat keeps both beyond the first lease.
     assert_eq!(store.renew_leases("a", 100_000).await.unwrap(), 2);
     assert!(
         store
-            .claim_due(1000, 40_000, "b", LEASE, 10)
+            .claim_due((1000, 40_000), "b", LEASE, 10, Admit::all())
             .await
             .unwrap()
             .is_empty()
@@ -97,12 +100,15 @@ pub async fn leases_are_renewed_deferred_and_taken_over(store: &Store) {
     assert_eq!(store.renew_leases("a", 200_000).await.unwrap(), 1);
     assert!(
         store
-            .claim_due(1000, 45_000, "b", LEASE, 10)
+            .claim_due((1000, 45_000), "b", LEASE, 10, Admit::all())
             .await
             .unwrap()
             .is_empty()
     );
-    let taken = store.claim_due(1000, 60_000, "b", LEASE, 10).await.unwrap();
+    let taken = store
+        .claim_due((1000, 60_000), "b", LEASE, 10, Admit::all())
+        .await
+        .unwrap();
     assert_eq!(
         taken.iter().map(|t| t.kind.as_str()).collect::<Vec<_>>(),
         ["push"]
@@ -117,13 +123,13 @@ pub async fn leases_are_renewed_deferred_and_taken_over(store: &Store) {
     // a dies: without renewal, b takes the poll once a's last lease ran out.
     assert!(
         store
-            .claim_due(1000, 150_000, "b", LEASE, 10)
+            .claim_due((1000, 150_000), "b", LEASE, 10, Admit::all())
             .await
             .unwrap()
             .is_empty()
     );
     let taken = store
-        .claim_due(1000, 250_000, "b", LEASE, 10)
+        .claim_due((1000, 250_000), "b", LEASE, 10, Admit::all())
         .await
         .unwrap();
     assert_eq!(
@@ -135,7 +141,7 @@ pub async fn leases_are_renewed_deferred_and_taken_over(store: &Store) {
     assert_eq!(store.release_owner("b").await.unwrap(), 2);
     assert_eq!(
         store
-            .claim_due(1000, 250_000, "a", LEASE, 10)
+            .claim_due((1000, 250_000), "a", LEASE, 10, Admit::all())
             .await
             .unwrap()
             .len(),
@@ -167,8 +173,8 @@ pub async fn concurrent_claims_never_overlap(url: &str) {
     let mut b = Vec::new();
     for _ in 0..6 {
         let (x, y) = tokio::join!(
-            first.claim_due(1000, 1000, "a", LEASE, 7),
-            second.claim_due(1000, 1000, "b", LEASE, 7)
+            first.claim_due((1000, 1000), "a", LEASE, 7, Admit::all()),
+            second.claim_due((1000, 1000), "b", LEASE, 7, Admit::all())
         );
         a.extend(x.unwrap().into_iter().map(|t| t.id));
         b.extend(y.unwrap().into_iter().map(|t| t.id));
@@ -191,4 +197,95 @@ pub async fn concurrent_claims_never_overlap(url: &str) {
     assert!(x.is_empty() || y.is_empty());
     first.close().await;
     second.close().await;
+}
+
+/// A claim takes a department's timers only while its room for their class has space; timers of
+/// kinds not counted (deadlines) are always taken, and `next_due` ignores what may not be taken.
+pub async fn claims_take_no_more_than_a_department_has_room_for(store: &Store) {
+    let timer = |item: String, kind: &str, department: &str| onething::store::NewTimer {
+        case_id: "R".into(),
+        item,
+        kind: kind.into(),
+        department: department.into(),
+        clock: TimerClock::Real,
+        due_at: 100,
+        payload: serde_json::json!({}),
+    };
+    let mut timers = Vec::new();
+    for i in 0..10 {
+        timers.push(timer(format!("p{i}"), "push", "police"));
+        timers.push(timer(format!("p{i}"), "deadline-accept", "police"));
+    }
+    for i in 0..3 {
+        timers.push(timer(format!("q{i}"), "poll", "police"));
+        timers.push(timer(format!("h{i}"), "push", "health"));
+    }
+    let first = Update {
+        case_id: "R".into(),
+        timers,
+        now: 1,
+        ..Default::default()
+    };
+    store.insert_case(&case("R"), "{}", first).await.unwrap();
+    let classes = [("push", "send"), ("poll", "ask")];
+    let room = |police_send, police_ask, health_send| {
+        std::collections::HashMap::from([
+            (("police".to_string(), "send".to_string()), police_send),
+            (("police".to_string(), "ask".to_string()), police_ask),
+            (("health".to_string(), "send".to_string()), health_send),
+        ])
+    };
+    let count = |got: &[onething::store::Timer], department: &str, kind: &str| {
+        got.iter()
+            .filter(|t| t.department == department && t.kind == kind)
+            .count()
+    };
+    let rooms = room(4, 1, 0);
+    let admit = Admit {
+        classes: &classes,
+        room: &rooms,
+    };
+    let got = store
+        .claim_due((1000, 1000), "a", LEASE, 100, admit)
+        .await
+        .unwrap();
+    assert_eq!(count(&got, "police", "push"), 4);
+    assert_eq!(count(&got, "police", "poll"), 1);
+    assert_eq!(count(&got, "health", "push"), 0, "no room");
+    assert_eq!(count(&got, "police", "deadline-accept"), 10, "not counted");
+    assert_eq!(got.len(), 15);
+    // Health has no room: its due pushes are not what the scheduler should wake for. Police's
+    // remaining pushes are, while it has room.
+    assert_eq!(store.next_due(admit).await.unwrap(), (None, Some(100)));
+    let rooms = room(0, 0, 0);
+    let full = Admit {
+        classes: &classes,
+        room: &rooms,
+    };
+    assert_eq!(store.next_due(full).await.unwrap(), (None, None));
+    assert!(
+        store
+            .claim_due((1000, 1000), "a", LEASE, 100, full)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    // Room again: the rest, up to it.
+    let rooms = room(100, 100, 2);
+    let more = store
+        .claim_due(
+            (1000, 1000),
+            "a",
+            LEASE,
+            100,
+            Admit {
+                classes: &classes,
+                room: &rooms,
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(count(&more, "police", "push"), 6);
+    assert_eq!(count(&more, "police", "poll"), 2);
+    assert_eq!(count(&more, "health", "push"), 2);
 }
