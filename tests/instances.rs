@@ -14,6 +14,7 @@ use lapin::options::QueueDeclareOptions;
 use lapin::types::{AMQPValue, FieldTable};
 use onething::broker::QueueType;
 use onething::sim::behaviour::Timing;
+use serde_json::Value;
 use stack::balancer::Balancer;
 use stack::{Options, Stack, free_addr, submit_rounds};
 
@@ -66,6 +67,18 @@ async fn share(name: &str, instances: usize, rounds: usize, kill: bool) {
     }
     stack.assert_approved_in_order(&cases).await;
     stack.assert_applied_once(rounds as u64).await;
+    // The instances together kept police's documented limits (2 at a time, 20 a second): it
+    // never had to refuse a request as busy.
+    let busy: Vec<Value> = stack
+        .sim_violations("police")
+        .await
+        .into_iter()
+        .filter(|v| {
+            let v = v.to_string();
+            v.contains("at a time") || v.contains("a second")
+        })
+        .collect();
+    assert!(busy.is_empty(), "police refused as busy: {busy:?}");
     // The callbacks were spread over the instances (each took some while it lived).
     let relayed: Vec<usize> = balancer
         .relayed

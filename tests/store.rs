@@ -488,6 +488,14 @@ use leases::{
     the_relay_claims_a_case_through_its_first_pending_event,
 };
 on_both!(claims_take_no_more_than_a_department_has_room_for);
+
+#[path = "store/permits.rs"]
+mod permits;
+use permits::{
+    pacing_spaces_starts_across_callers, permits_are_held_once_and_free_when_given_back_or_expired,
+};
+on_both!(permits_are_held_once_and_free_when_given_back_or_expired);
+on_both!(pacing_spaces_starts_across_callers);
 on_both!(the_relay_claims_a_case_through_its_first_pending_event);
 on_both!(leases_are_renewed_deferred_and_taken_over);
 

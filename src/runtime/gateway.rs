@@ -58,6 +58,22 @@ impl Config {
     pub fn limiter(&self, id: &str) -> Option<Arc<Limiter>> {
         self.limits.get(id).cloned()
     }
+
+    /// On a PostgreSQL store (where several instances may run), keeps every department's limits
+    /// through the store, so that the instances together stay within them. A permit is held at
+    /// most the department's request timeout and ten seconds more.
+    pub async fn share_limits(&self, store: &Arc<Store>, instance: &str) -> Result<(), String> {
+        if store.backend() != crate::store::Backend::Postgres {
+            return Ok(());
+        }
+        for d in self.mapping.departments.values() {
+            if let Some(l) = self.limiter(&d.id) {
+                let hold = d.limits.timeout + Duration::from_secs(10);
+                l.share(store.clone(), &d.id, instance, hold).await?;
+            }
+        }
+        Ok(())
+    }
 }
 
 pub struct Gateway {

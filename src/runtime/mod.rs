@@ -141,9 +141,11 @@ pub async fn gateway(cfg: &RunConfig) -> Result<Arc<Gateway>, String> {
     if resumed > 0 {
         tracing::info!(instance = %cfg.instance, timers = resumed, "resuming work claimed before the last stop");
     }
+    let store = Arc::new(store);
+    config.share_limits(&store, &cfg.instance).await?;
     Ok(Arc::new(Gateway::new(
         config,
-        Arc::new(store),
+        store,
         Clock::new(cfg.warp),
         cfg.instance.clone(),
         cfg.lease,

@@ -124,6 +124,7 @@ pub async fn reload(gw: &Gateway, cfg: &RunConfig) -> Result<Reloaded, String> {
     for d in &credentials_changed {
         gw.tokens.invalidate(d);
     }
+    new.share_limits(&gw.store, &gw.instance).await?;
     let generation = new.generation;
     gw.swap_config(new);
     Ok(Reloaded {

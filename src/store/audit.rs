@@ -79,7 +79,7 @@ impl Store {
         let q = format!("SELECT {COLUMNS} FROM audit WHERE case_id = $1 ORDER BY id");
         sqlx::query(self.sql(&q))
             .bind(case_id)
-            .fetch_all(&self.pool)
+            .fetch_all(&self.read)
             .await?
             .iter()
             .map(audit_row)
@@ -91,7 +91,7 @@ impl Store {
     pub async fn verify_audit(&self, case_id: Option<&str>) -> Result<Verified> {
         let mut anchors = std::collections::HashMap::new();
         for r in sqlx::query("SELECT chain, hash FROM audit_anchors")
-            .fetch_all(&self.pool)
+            .fetch_all(&self.read)
             .await?
         {
             anchors.insert(r.try_get::<String, _>(0)?, r.try_get::<String, _>(1)?);
@@ -111,7 +111,7 @@ impl Store {
             if let Some(c) = case_id {
                 query = query.bind(c);
             }
-            let rows = query.fetch_all(&self.pool).await?;
+            let rows = query.fetch_all(&self.read).await?;
             if rows.is_empty() {
                 break;
             }

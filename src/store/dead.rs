@@ -91,7 +91,7 @@ impl Store {
         };
         let q = format!("SELECT {COLUMNS} FROM dead_letters{filter} ORDER BY id");
         sqlx::query(self.sql(&q))
-            .fetch_all(&self.pool)
+            .fetch_all(&self.read)
             .await?
             .iter()
             .map(row)
@@ -102,7 +102,7 @@ impl Store {
         let q = format!("SELECT {COLUMNS} FROM dead_letters WHERE id = $1");
         sqlx::query(self.sql(&q))
             .bind(id)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&self.read)
             .await?
             .as_ref()
             .map(row)

@@ -83,7 +83,7 @@ impl Store {
         let open = sqlx::query(self.sql(&format!(
             "SELECT department, status, COUNT(*) FROM items WHERE status NOT IN {FINAL} GROUP BY department, status ORDER BY department, status"
         )))
-        .fetch_all(&self.pool)
+        .fetch_all(&self.read)
         .await?
         .iter()
         .map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?)))
@@ -92,7 +92,7 @@ impl Store {
             "SELECT department, COUNT(*) FROM items WHERE limit_due IS NOT NULL AND limit_due < $1 GROUP BY department ORDER BY department",
         ))
         .bind(now)
-        .fetch_all(&self.pool)
+        .fetch_all(&self.read)
         .await?
         .iter()
         .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
@@ -107,7 +107,7 @@ impl Store {
         sqlx::query(self.sql(&format!(
             "SELECT DISTINCT department, item FROM items WHERE status NOT IN {FINAL} ORDER BY department, item"
         )))
-        .fetch_all(&self.pool)
+        .fetch_all(&self.read)
         .await?
         .iter()
         .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))

@@ -121,7 +121,7 @@ impl Store {
         format!("{owner}:{}", hex::encode(rand::random::<[u8; 6]>()))
     }
 
-    fn skip_locked(&self) -> &'static str {
+    pub(super) fn skip_locked(&self) -> &'static str {
         if self.backend == Backend::Postgres {
             " FOR UPDATE SKIP LOCKED"
         } else {
@@ -158,8 +158,10 @@ impl Store {
             .await
     }
 
-    /// Picks the due, unleased candidates and leases those admitted, in one transaction (on
-    /// PostgreSQL the candidates are locked with SKIP LOCKED, so instances take disjoint rows).
+    /// Picks the due, unleased candidates and leases those admitted. PostgreSQL: in one
+    /// transaction, the candidates locked with SKIP LOCKED, so instances take disjoint rows.
+    /// SQLite (one instance, one writer): candidates from a reader, then one conditional update
+    /// on the writer, only when something is due; a row leased meanwhile is simply not returned.
     async fn claim(
         &self,
         (now_gateway, now_real): (i64, i64),
@@ -168,7 +170,6 @@ impl Store {
         limit: i64,
         filter: Filter<'_>,
     ) -> Result<Vec<Timer>> {
-        let token = Self::token(owner);
         let mut binds: Vec<String> = Vec::new();
         let extra = match filter {
             Filter::Only(kind, department) => {
@@ -183,7 +184,6 @@ impl Store {
              AND (lease_until IS NULL OR lease_until < $2) ORDER BY due_at LIMIT $3{}",
             self.skip_locked()
         );
-        let mut tx = self.begin_write().await?;
         let mut query = sqlx::query(self.sql(&q))
             .bind(now_gateway)
             .bind(now_real)
@@ -191,9 +191,17 @@ impl Store {
         for b in &binds {
             query = query.bind(b);
         }
+        let mut tx = match self.backend {
+            Backend::Postgres => Some(self.begin_write().await?),
+            Backend::Sqlite => None,
+        };
+        let candidates = match &mut tx {
+            Some(tx) => query.fetch_all(&mut **tx).await?,
+            None => query.fetch_all(&self.read).await?,
+        };
         let mut taken = HashMap::new();
         let mut ids = Vec::new();
-        for row in query.fetch_all(&mut *tx).await? {
+        for row in candidates {
             let (id, kind, department): (i64, String, String) =
                 (row.try_get(0)?, row.try_get(1)?, row.try_get(2)?);
             if let Filter::Admit(a) = filter
@@ -204,23 +212,34 @@ impl Store {
             ids.push(id);
         }
         if ids.is_empty() {
-            tx.commit().await?;
+            if let Some(tx) = tx {
+                tx.commit().await?;
+            }
             return Ok(Vec::new());
         }
-        let list: Vec<String> = (0..ids.len()).map(|i| format!("${}", i + 3)).collect();
+        let token = Self::token(owner);
+        let list: Vec<String> = (0..ids.len()).map(|i| format!("${}", i + 4)).collect();
         let q = format!(
             "UPDATE timers SET lease_owner = $1, lease_until = $2 WHERE id IN ({}) \
+             AND (lease_until IS NULL OR lease_until < $3) \
              RETURNING id, case_id, item, kind, department, clock, due_at, payload",
             list.join(", ")
         );
         let mut query = sqlx::query(self.sql(&q))
             .bind(token.clone())
-            .bind(now_real + lease.as_millis() as i64);
+            .bind(now_real + lease.as_millis() as i64)
+            .bind(now_real);
         for id in &ids {
             query = query.bind(*id);
         }
-        let rows = query.fetch_all(&mut *tx).await?;
-        tx.commit().await?;
+        let rows = match tx {
+            Some(mut tx) => {
+                let rows = query.fetch_all(&mut *tx).await?;
+                tx.commit().await?;
+                rows
+            }
+            None => query.fetch_all(&self.pool).await?,
+        };
         let mut timers = rows
             .iter()
             .map(|r| timer_row(r, &token))
@@ -345,7 +364,7 @@ impl Store {
              ORDER BY case_id, seq",
         ))
         .bind(token.clone())
-        .fetch_all(&self.pool)
+        .fetch_all(&self.read)
         .await?;
         let events = rows.iter().map(outbox_row).collect::<Result<Vec<_>>>()?;
         Ok((token, events))

@@ -10,6 +10,7 @@ mod audit;
 mod dead;
 mod items;
 mod leases;
+mod permits;
 mod schema;
 mod write;
 
@@ -208,8 +209,50 @@ pub enum Inserted {
 }
 
 pub struct Store {
+    /// Every write, and reads that must see a transaction's own writes. SQLite: one connection
+    /// (SQLite has one writer at a time); PostgreSQL: a pool.
     pool: AnyPool,
+    /// Reads outside a transaction. SQLite: a few connections of their own; PostgreSQL: `pool`.
+    read: AnyPool,
     backend: Backend,
+}
+
+/// Read-only connections beside SQLite's one writer.
+const SQLITE_READERS: u32 = 4;
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Role {
+    Write,
+    Read,
+}
+
+/// A pool of `max` connections; on SQLite each in WAL mode with a busy timeout, readers refusing
+/// to write.
+async fn connect(backend: Backend, url: &str, max: u32, role: Role) -> Result<AnyPool> {
+    let opts = AnyConnectOptions::from_str(url)?;
+    Ok(AnyPoolOptions::new()
+        .max_connections(max)
+        .acquire_timeout(Duration::from_secs(30))
+        .after_connect(move |conn, _| {
+            Box::pin(async move {
+                if backend == Backend::Sqlite {
+                    let pragmas: &[&str] = match role {
+                        Role::Write => &[
+                            "PRAGMA journal_mode=WAL",
+                            "PRAGMA synchronous=NORMAL",
+                            "PRAGMA busy_timeout=10000",
+                        ],
+                        Role::Read => &["PRAGMA busy_timeout=10000", "PRAGMA query_only=1"],
+                    };
+                    for p in pragmas {
+                        sqlx::query(*p).execute(&mut *conn).await?;
+                    }
+                }
+                Ok(())
+            })
+        })
+        .connect_with(opts)
+        .await?)
 }
 
 fn sqlite_path(url: &str) -> Option<&str> {
@@ -238,36 +281,29 @@ impl Store {
                 "unsupported database URL `{url}` (sqlite://… or postgres://…)"
             )));
         };
-        let opts = AnyConnectOptions::from_str(&url)?;
-        let pool = AnyPoolOptions::new()
-            .max_connections(max)
-            .acquire_timeout(Duration::from_secs(30))
-            .after_connect(move |conn, _| {
-                Box::pin(async move {
-                    if backend == Backend::Sqlite {
-                        sqlx::query("PRAGMA journal_mode=WAL")
-                            .execute(&mut *conn)
-                            .await?;
-                        sqlx::query("PRAGMA synchronous=NORMAL")
-                            .execute(&mut *conn)
-                            .await?;
-                        sqlx::query("PRAGMA busy_timeout=10000")
-                            .execute(&mut *conn)
-                            .await?;
-                    }
-                    Ok(())
-                })
-            })
-            .connect_with(opts)
-            .await?;
-        let store = Store { pool, backend };
+        let pool = connect(backend, &url, max, Role::Write).await?;
+        let read = match backend {
+            // WAL lets readers run beside the one writer: loads and scans never queue behind a
+            // transaction. Opened after the migration, so they see the current schema.
+            Backend::Sqlite => None,
+            Backend::Postgres => Some(pool.clone()),
+        };
+        let mut store = Store {
+            read: read.clone().unwrap_or_else(|| pool.clone()),
+            pool,
+            backend,
+        };
         store.migrate().await?;
+        if read.is_none() {
+            store.read = connect(backend, &url, SQLITE_READERS, Role::Read).await?;
+        }
         Ok(store)
     }
 
     /// Closes every connection (tests drop their database afterwards).
     pub async fn close(&self) {
         self.pool.close().await;
+        self.read.close().await;
     }
 
     pub fn backend(&self) -> Backend {
@@ -400,7 +436,7 @@ impl Store {
             self.sql("SELECT state, submission, version FROM cases WHERE case_id = $1"),
         )
         .bind(case_id)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&self.read)
         .await?;
         let Some(row) = row else { return Ok(None) };
         let state: String = row.try_get(0)?;
@@ -464,7 +500,7 @@ impl Store {
         for b in &binds {
             query = query.bind(b);
         }
-        let row = query.fetch_one(&self.pool).await?;
+        let row = query.fetch_one(&self.read).await?;
         Ok((row.try_get(0)?, row.try_get(1)?))
     }
 
@@ -475,7 +511,7 @@ impl Store {
             "SELECT event_id, case_id, seq, routing_key, body FROM outbox WHERE published_at IS NULL ORDER BY created_at, case_id, seq LIMIT $1",
         ))
         .bind(limit)
-        .fetch_all(&self.pool)
+        .fetch_all(&self.read)
         .await?;
         rows.iter().map(outbox_row).collect()
     }
@@ -507,7 +543,7 @@ impl Store {
             "SELECT event_id, case_id, seq, routing_key, body FROM outbox WHERE case_id = $1 ORDER BY seq",
         ))
         .bind(case_id)
-        .fetch_all(&self.pool)
+        .fetch_all(&self.read)
         .await?;
         rows.iter().map(outbox_row).collect()
     }
@@ -519,7 +555,7 @@ impl Store {
                 "SELECT item, kind, due_at FROM timers WHERE case_id = $1 ORDER BY item, kind",
             ))
             .bind(case_id)
-            .fetch_all(&self.pool)
+            .fetch_all(&self.read)
             .await?;
         rows.iter()
             .map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?)))
@@ -532,7 +568,7 @@ impl Store {
             "SELECT (SELECT COUNT(*) FROM cases), (SELECT COUNT(*) FROM cases WHERE completed = 0), \
              (SELECT COUNT(*) FROM outbox WHERE published_at IS NULL), (SELECT COUNT(*) FROM timers)",
         )
-        .fetch_one(&self.pool)
+        .fetch_one(&self.read)
         .await?;
         Ok(Counts {
             cases: row.try_get(0)?,

@@ -101,6 +101,27 @@ pub const SQLITE: &[(i64, &[&str])] = &[
             "CREATE INDEX outbox_case_pending ON outbox (case_id, seq) WHERE published_at IS NULL",
         ],
     ),
+    (
+        4,
+        &[
+            // Department limits shared by instances: `concurrency` permits per department, each
+            // held by one request at a time (leased, so a dead instance's permit frees itself),
+            // and the next start a department's rate allows, per class of request.
+            "CREATE TABLE permits (
+                department TEXT NOT NULL,
+                slot INTEGER NOT NULL,
+                holder TEXT,
+                until INTEGER,
+                PRIMARY KEY (department, slot)
+            )",
+            "CREATE TABLE pacing (
+                department TEXT NOT NULL,
+                class TEXT NOT NULL,
+                next_at INTEGER NOT NULL,
+                PRIMARY KEY (department, class)
+            )",
+        ],
+    ),
 ];
 
 /// (version, statements) for PostgreSQL.
@@ -197,6 +218,27 @@ pub const POSTGRES: &[(i64, &[&str])] = &[
             "ALTER TABLE outbox ADD COLUMN lease_owner TEXT",
             "ALTER TABLE outbox ADD COLUMN lease_until BIGINT",
             "CREATE INDEX outbox_case_pending ON outbox (case_id, seq) WHERE published_at IS NULL",
+        ],
+    ),
+    (
+        4,
+        &[
+            // Department limits shared by instances: `concurrency` permits per department, each
+            // held by one request at a time (leased, so a dead instance's permit frees itself),
+            // and the next start a department's rate allows, per class of request.
+            "CREATE TABLE permits (
+                department TEXT NOT NULL,
+                slot INTEGER NOT NULL,
+                holder TEXT,
+                until BIGINT,
+                PRIMARY KEY (department, slot)
+            )",
+            "CREATE TABLE pacing (
+                department TEXT NOT NULL,
+                class TEXT NOT NULL,
+                next_at BIGINT NOT NULL,
+                PRIMARY KEY (department, class)
+            )",
         ],
     ),
 ];

@@ -474,6 +474,13 @@ impl Stack {
         serde_json::from_slice(&b).unwrap()
     }
 
+    /// What a simulated department refused (`/_sim/violations`).
+    pub async fn sim_violations(&self, dept: &str) -> Vec<Value> {
+        let url = format!("{}/_sim/violations", self.sim.url(dept));
+        let b = reqwest::get(url).await.unwrap().bytes().await.unwrap();
+        serde_json::from_slice(&b).unwrap()
+    }
+
     pub fn events_of(&self, case_id: &str) -> Vec<Value> {
         self.inbox
             .events
