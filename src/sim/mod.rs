@@ -64,6 +64,10 @@ pub struct SimConfig {
     pub gas_delay_max: Duration,
     /// How often nr looks at its outbox.
     pub nr_scan: Duration,
+    /// Whether the documents' request limits are enforced (police's 2 at a time and 20 a second,
+    /// tax's 30 calls a minute, amr's rate). Always, but for capacity measurements of the gateway
+    /// itself (`ONETHING_SIM_LIMITS=off`, used by `onething-load --unlimited`).
+    pub documented_limits: bool,
 }
 
 impl SimConfig {
@@ -101,6 +105,7 @@ impl SimConfig {
             },
             gas_delay_max: Duration::from_secs(3),
             nr_scan: Duration::from_millis(200),
+            documented_limits: env("ONETHING_SIM_LIMITS").is_none_or(|v| v != "off"),
         })
     }
 }

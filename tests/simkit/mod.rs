@@ -136,6 +136,7 @@ impl Kit {
             },
             gas_delay_max: Duration::from_millis(50),
             nr_scan: Duration::from_millis(20),
+            documented_limits: true,
         };
         let sim = onething::sim::start(cfg).await.unwrap();
         Kit {

@@ -268,6 +268,7 @@ impl Stack {
             },
             gas_delay_max: Duration::from_millis(20),
             nr_scan: Duration::from_millis(20),
+            documented_limits: true,
         })
         .await
         .unwrap();

@@ -213,6 +213,7 @@ async fn amr_simulator_accepts_the_mapping_token() {
         },
         gas_delay_max: Duration::from_millis(50),
         nr_scan: Duration::from_millis(20),
+        documented_limits: true,
     })
     .await
     .unwrap();

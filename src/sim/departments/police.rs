@@ -584,7 +584,8 @@ async fn service(
         .unwrap_or("")
         .to_string();
     let in_flight = concurrency.map_or(1, |Extension(Concurrency(n))| n);
-    if in_flight > MAX_CONCURRENT {
+    let limits = ctx.config.documented_limits;
+    if limits && in_flight > MAX_CONCURRENT {
         ctx.world.violation(
             ctx.dept,
             &action,
@@ -592,7 +593,7 @@ async fn service(
         );
         return fault("Server", BUSY, "");
     }
-    if !p.admit() {
+    if limits && !p.admit() {
         ctx.world.violation(
             ctx.dept,
             &action,

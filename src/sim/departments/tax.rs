@@ -89,6 +89,9 @@ fn authenticate(t: &Tax, op: &str, h: &HeaderMap) -> Option<Response> {
 /// Takes one status call from the rolling minute, or answers 429 with `Retry-After` (seconds until
 /// the oldest call of the window leaves it).
 fn rate_limit(t: &Tax, op: &str) -> Option<Response> {
+    if !t.ctx.config.documented_limits {
+        return None;
+    }
     let now = Instant::now();
     let mut w = t.window.lock().unwrap_or_else(|e| e.into_inner());
     while w

@@ -14,6 +14,8 @@ use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+mod unlimited;
+
 use clap::{Parser, ValueEnum};
 use lapin::message::DeliveryResult;
 use lapin::options::*;
@@ -71,6 +73,10 @@ struct Args {
     /// Request only these items (comma-separated; default: all of newborn).
     #[arg(long, value_delimiter = ',')]
     items: Vec<String>,
+    /// Lift the departments' documented limits (rates, concurrency, poll pace) in a copy of the
+    /// mappings and in the simulators: the gateway's own capacity, not the departments'.
+    #[arg(long)]
+    unlimited: bool,
     /// RUST_LOG for the daemon (e.g. `warn,sqlx::query=debug` to see every statement).
     #[arg(long, default_value = "warn")]
     log: String,
@@ -421,6 +427,13 @@ async fn start(args: Args) -> Result<bool, String> {
         .clone()
         .unwrap_or(format!("sqlite://{}/state.db", work.display()));
     let fixture = std::fs::read_to_string(format!("{ROOT}/fixtures/newborn.json")).map_err(e)?;
+    let config = if args.unlimited {
+        let copy = work.join("mappings");
+        unlimited::copy_lifted(&Path::new(ROOT).join("mappings"), &copy)?;
+        copy
+    } else {
+        Path::new(ROOT).join("mappings")
+    };
     let creds = Path::new(ROOT).join("mappings/test-credentials.env");
     let mut env: HashMap<_, _> = onething::translate::read_env_file(&creds)?
         .into_iter()
@@ -439,7 +452,7 @@ async fn start(args: Args) -> Result<bool, String> {
             "DEPT_NR_DIR",
             work.join("exchange/nr").display().to_string(),
         ),
-        ("CONFIG", format!("{ROOT}/mappings")),
+        ("CONFIG", config.display().to_string()),
         ("DATABASE_URL", db.clone()),
         ("AMQP_URL", AMQP.into()),
         ("HTTP_ADDR", addr.clone()),
@@ -453,6 +466,9 @@ async fn start(args: Args) -> Result<bool, String> {
         env.insert(format!("ONETHING_{k}"), v);
     }
     env.insert("RUST_LOG".into(), args.log.clone());
+    if args.unlimited {
+        env.insert("ONETHING_SIM_LIMITS".into(), "off".into());
+    }
     println!(
         "{} built {age} s ago; folder {}; store {db}",
         bin.display(),
