@@ -79,6 +79,13 @@ async fn share(name: &str, instances: usize, rounds: usize, kill: bool) {
         })
         .collect();
     assert!(busy.is_empty(), "police refused as busy: {busy:?}");
+    // Tax is asked by batch query: far fewer status calls than items (item by item, its 30 calls
+    // a minute would take longer than the cases may).
+    let tax_calls = stack.sim_stats().await["tax"]["queries"].as_u64().unwrap();
+    assert!(
+        tax_calls < rounds as u64 / 2,
+        "{tax_calls} status calls for {rounds} tax items"
+    );
     // The callbacks were spread over the instances (each took some while it lived).
     let relayed: Vec<usize> = balancer
         .relayed

@@ -496,6 +496,11 @@ use permits::{
 };
 on_both!(permits_are_held_once_and_free_when_given_back_or_expired);
 on_both!(pacing_spaces_starts_across_callers);
+
+#[path = "store/group.rs"]
+mod group;
+use group::changes_saved_at_once_are_each_written_whole_and_one_per_version;
+on_both!(changes_saved_at_once_are_each_written_whole_and_one_per_version);
 on_both!(the_relay_claims_a_case_through_its_first_pending_event);
 on_both!(leases_are_renewed_deferred_and_taken_over);
 

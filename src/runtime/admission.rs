@@ -27,8 +27,13 @@ pub const CLASSES: &[(&str, &str)] = &[
 ];
 
 /// How many timers of a class a department may have in hand: what it can run at once, plus
-/// about a second of what its rate lets start.
-pub fn cap(l: &Limits, class: &str) -> usize {
+/// about a second of what its rate lets start. A department asked by batch query has one poll in
+/// hand: that poll gathers every other due one into its batch, which it could not if they were
+/// claimed one by one.
+pub fn cap(l: &Limits, class: &str, batched: bool) -> usize {
+    if batched && class == ASK {
+        return 1;
+    }
     let at_once = l.concurrency.max(1);
     let per_second = match class {
         ASK => l.poll_per_minute.map(|m| m.div_ceil(60)),
@@ -65,7 +70,8 @@ impl InHand {
             for class in [SEND, ASK] {
                 let key = (d.id.clone(), class.to_string());
                 let held = self.0.get(&key).copied().unwrap_or(0);
-                rooms.insert(key, cap(&d.limits, class).saturating_sub(held));
+                let batched = d.batch_query.is_some();
+                rooms.insert(key, cap(&d.limits, class, batched).saturating_sub(held));
             }
         }
         rooms
@@ -103,14 +109,14 @@ mod tests {
     fn a_department_holds_what_it_can_start_within_about_a_second() {
         // police.md: 2 at a time, about 20 a second, 60 queries a minute.
         let police = limits(2, Some(20), Some(60));
-        assert_eq!(cap(&police, SEND), 22);
-        assert_eq!(cap(&police, ASK), 3);
-        // tax.md: 30 calls a minute of either kind.
+        assert_eq!(cap(&police, SEND, false), 22);
+        assert_eq!(cap(&police, ASK, false), 3);
+        // tax.md: 30 calls a minute, and a batch query: one poll asks for every due item.
         let tax = limits(4, None, Some(30));
-        assert_eq!(cap(&tax, ASK), 5);
-        assert_eq!(cap(&tax, SEND), 8);
+        assert_eq!(cap(&tax, ASK, true), 1);
+        assert_eq!(cap(&tax, SEND, true), 8);
         // No rate: twice what runs at once.
-        assert_eq!(cap(&limits(8, None, None), SEND), 16);
+        assert_eq!(cap(&limits(8, None, None), SEND, false), 16);
     }
 
     #[test]

@@ -369,6 +369,11 @@ async fn poll_batch(
             .await
             .map_err(|e| e.to_string());
     };
+    // The department's poll budget first: whatever falls due while waiting for it joins the batch.
+    let permit = match cfg.limiter(&dept.id) {
+        Some(l) => Some(l.poll().await),
+        None => None,
+    };
     let size = op.batch_size.unwrap_or(100).max(1) as i64;
     let now = (gw.clock.now_ms(), gw.clock.real_ms());
     let mut timers = vec![first.clone()];
@@ -411,12 +416,14 @@ async fn poll_batch(
         &t0.item,
         Extras {
             refs: Some(refs),
+            permitted: true,
             ..Default::default()
         },
         true,
         &mut audit,
     )
     .await;
+    drop(permit);
     let mut found = Vec::new();
     if let Sent::Answered(read) = &outcome
         && matches!(read.outcome, Outcome::Ok { .. } | Outcome::Duplicate { .. })

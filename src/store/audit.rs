@@ -70,7 +70,8 @@ impl Store {
     /// Audit records that belong to no case update (an unknown case's callback, say).
     pub async fn audit(&self, records: &[AuditRecord]) -> Result<()> {
         let mut tx = self.begin_write().await?;
-        self.append_audit(&mut tx, records).await?;
+        let records: Vec<&AuditRecord> = records.iter().collect();
+        self.append_audit(&mut tx, &records).await?;
         tx.commit().await?;
         Ok(())
     }

@@ -69,7 +69,7 @@ impl Store {
                 let state: String = row.try_get(1)?;
                 let case: Case = serde_json::from_str(&state)
                     .map_err(|e| super::StoreError::Corrupt(format!("case {id}: {e}")))?;
-                self.write_items(&mut tx, &case).await?;
+                self.write_items(&mut tx, &[&case]).await?;
                 after = id;
                 n += 1;
             }

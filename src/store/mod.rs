@@ -8,6 +8,7 @@
 
 mod audit;
 mod dead;
+mod group;
 mod items;
 mod leases;
 mod permits;
@@ -208,6 +209,7 @@ pub enum Inserted {
     },
 }
 
+#[derive(Clone)]
 pub struct Store {
     /// Every write, and reads that must see a transaction's own writes. SQLite: one connection
     /// (SQLite has one writer at a time); PostgreSQL: a pool.
@@ -215,6 +217,8 @@ pub struct Store {
     /// Reads outside a transaction. SQLite: a few connections of their own; PostgreSQL: `pool`.
     read: AnyPool,
     backend: Backend,
+    /// SQLite: the group-commit writer that `save` hands changes to (`group.rs`).
+    group: Option<group::Queue>,
 }
 
 /// Read-only connections beside SQLite's one writer.
@@ -292,10 +296,12 @@ impl Store {
             read: read.clone().unwrap_or_else(|| pool.clone()),
             pool,
             backend,
+            group: None,
         };
         store.migrate().await?;
         if read.is_none() {
             store.read = connect(backend, &url, SQLITE_READERS, Role::Read).await?;
+            store.group = Some(group::start(store.clone()));
         }
         Ok(store)
     }
@@ -425,8 +431,8 @@ impl Store {
         .bind(i32::from(state.completed))
         .execute(&mut *tx)
         .await?;
-        self.write_items(&mut tx, state).await?;
-        self.write_parts(&mut tx, &first).await?;
+        self.write_items(&mut tx, &[state]).await?;
+        self.write_parts(&mut tx, &[&first]).await?;
         tx.commit().await?;
         Ok(Inserted::New)
     }
@@ -451,28 +457,21 @@ impl Store {
     /// Applies an update if the case is still at `update.version`; `false` when another writer
     /// got there first (load again and retry).
     pub async fn save(&self, update: &Update) -> Result<bool> {
-        let mut tx = self.begin_write().await?;
-        if let Some(state) = &update.state {
-            let json =
-                serde_json::to_string(state).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-            let r = sqlx::query(self.sql(
-                "UPDATE cases SET state = $1, version = version + 1, updated_at = $2, completed = $3 WHERE case_id = $4 AND version = $5",
-            ))
-            .bind(json)
-            .bind(update.now)
-            .bind(i32::from(state.completed))
-            .bind(&update.case_id)
-            .bind(update.version)
-            .execute(&mut *tx)
-            .await?;
-            if r.rows_affected() == 0 {
-                return Ok(false);
-            }
-            self.write_items(&mut tx, state).await?;
+        if let Some(queue) = &self.group
+            && let Some(written) = group::save(queue, update).await
+        {
+            return written;
         }
-        self.write_parts(&mut tx, update).await?;
+        self.save_group(&[update]).await.map(|w| w[0])
+    }
+
+    /// Writes changes of distinct cases in one transaction (see `save`); per change, whether it
+    /// was written.
+    async fn save_group(&self, updates: &[&Update]) -> Result<Vec<bool>> {
+        let mut tx = self.begin_write().await?;
+        let written = self.write_updates(&mut tx, updates).await?;
         tx.commit().await?;
-        Ok(true)
+        Ok(written)
     }
 
     /// Releases claimed timers outside a case update.
@@ -482,7 +481,7 @@ impl Store {
             ..Default::default()
         };
         let mut tx = self.begin_write().await?;
-        self.write_parts(&mut tx, &u).await?;
+        self.write_parts(&mut tx, &[&u]).await?;
         tx.commit().await?;
         Ok(())
     }

@@ -1,18 +1,23 @@
-//! Writing a case change: its events, timers, timer releases, item rows and audit records, each
-//! kind as one multi-row statement rather than one statement per row. Every statement is a round
-//! trip (on SQLite, to the connection's own thread), and a state change writes a few dozen rows, so
-//! the number of statements, not their size, is what a change costs.
+//! Writing case changes: the version-checked case rows, then their events, timers, timer releases,
+//! item rows and audit records — each kind as one multi-row statement for every change written
+//! together, rather than one statement per row. Every statement is a round trip (on SQLite, to the
+//! connection's own thread) and the transaction holds the writer meanwhile, so the number of
+//! statements, not their size, is what a change costs.
+
+use std::collections::HashSet;
 
 use sqlx::Row;
 
-use super::{AuditRecord, Backend, NewTimer, Release, Result, Store, Update, chain_hash};
+use super::{
+    AuditRecord, Backend, NewTimer, Release, Result, Store, StoreError, Update, chain_hash,
+};
 use crate::engine::Case;
 use crate::store::item_rows;
 
 /// Rows per statement: far below SQLite's and PostgreSQL's limits on bound values.
 const CHUNK: usize = 100;
 
-type Tx<'a> = sqlx::Transaction<'a, sqlx::Any>;
+pub(super) type Tx<'a> = sqlx::Transaction<'a, sqlx::Any>;
 
 /// `($1, $2), ($3, $4)`: placeholders for `rows` rows of `cols` values, numbered from `$first`.
 pub(super) fn values(rows: usize, cols: usize, first: usize) -> String {
@@ -36,8 +41,8 @@ pub(super) fn values(rows: usize, cols: usize, first: usize) -> String {
 
 /// The timers to write, one per (case, item, kind): a later one replaces an earlier one, as a
 /// sequence of single upserts would (PostgreSQL refuses to upsert one row twice in a statement).
-fn last_per_key(timers: &[NewTimer]) -> Vec<&NewTimer> {
-    let mut out: Vec<&NewTimer> = Vec::with_capacity(timers.len());
+fn last_per_key<'a>(timers: impl Iterator<Item = &'a NewTimer>) -> Vec<&'a NewTimer> {
+    let mut out: Vec<&NewTimer> = Vec::new();
     for t in timers {
         match out
             .iter_mut()
@@ -51,42 +56,110 @@ fn last_per_key(timers: &[NewTimer]) -> Vec<&NewTimer> {
 }
 
 impl Store {
-    /// Everything of an update but the case row: events, dropped timers, releases, new timers and
-    /// audit records.
-    pub(super) async fn write_parts(&self, tx: &mut Tx<'_>, u: &Update) -> Result<()> {
-        for chunk in u.events.chunks(CHUNK) {
+    /// Writes changes of distinct cases in the open transaction: those with a state only if their
+    /// case is still at the version they were computed from. Returns, per change, whether it was
+    /// written (`false`: another writer changed the case first; load again and retry).
+    pub(super) async fn write_updates(
+        &self,
+        tx: &mut Tx<'_>,
+        updates: &[&Update],
+    ) -> Result<Vec<bool>> {
+        let stateful: Vec<&Update> = updates
+            .iter()
+            .copied()
+            .filter(|u| u.state.is_some())
+            .collect();
+        let mut current: HashSet<String> = HashSet::new();
+        for chunk in stateful.chunks(CHUNK) {
+            let q = format!(
+                "WITH v(case_id, version, state, updated_at, completed) AS (VALUES {}) \
+                 UPDATE cases SET state = v.state, version = cases.version + 1, \
+                 updated_at = v.updated_at, completed = v.completed \
+                 FROM v WHERE cases.case_id = v.case_id AND cases.version = v.version \
+                 RETURNING cases.case_id",
+                values(chunk.len(), 5, 1)
+            );
+            let mut query = sqlx::query(self.sql(&q));
+            for u in chunk {
+                let state = u.state.as_ref().expect("stateful");
+                let json =
+                    serde_json::to_string(state).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+                query = query
+                    .bind(&u.case_id)
+                    .bind(u.version)
+                    .bind(json)
+                    .bind(u.now)
+                    .bind(i32::from(state.completed));
+            }
+            for row in query.fetch_all(&mut **tx).await? {
+                current.insert(row.try_get(0)?);
+            }
+        }
+        let written: Vec<bool> = updates
+            .iter()
+            .map(|u| u.state.is_none() || current.contains(&u.case_id))
+            .collect();
+        let applied: Vec<&Update> = updates
+            .iter()
+            .zip(&written)
+            .filter(|(_, w)| **w)
+            .map(|(u, _)| *u)
+            .collect();
+        let states: Vec<&Case> = applied.iter().filter_map(|u| u.state.as_ref()).collect();
+        self.write_items(tx, &states).await?;
+        self.write_parts(tx, &applied).await?;
+        Ok(written)
+    }
+
+    /// Everything of the changes but their case rows: events, dropped timers, releases, new
+    /// timers and audit records.
+    pub(super) async fn write_parts(&self, tx: &mut Tx<'_>, updates: &[&Update]) -> Result<()> {
+        let events: Vec<_> = updates
+            .iter()
+            .flat_map(|u| u.events.iter().map(move |e| (e, u.now)))
+            .collect();
+        for chunk in events.chunks(CHUNK) {
             let q = format!(
                 "INSERT INTO outbox (event_id, case_id, seq, routing_key, body, created_at) VALUES {}",
                 values(chunk.len(), 6, 1)
             );
             let mut query = sqlx::query(self.sql(&q));
-            for e in chunk {
+            for (e, now) in chunk {
                 query = query
                     .bind(&e.event_id)
                     .bind(&e.case_id)
                     .bind(e.seq)
                     .bind(&e.routing_key)
                     .bind(&e.body)
-                    .bind(u.now);
+                    .bind(*now);
             }
             query.execute(&mut **tx).await?;
         }
-        for chunk in u.drop_timers.chunks(CHUNK) {
-            let pairs: Vec<String> = (0..chunk.len())
-                .map(|i| format!("(item = ${} AND kind = ${})", 2 + 2 * i, 3 + 2 * i))
+        let drops: Vec<_> = updates
+            .iter()
+            .flat_map(|u| u.drop_timers.iter().map(move |(i, k)| (&u.case_id, i, k)))
+            .collect();
+        for chunk in drops.chunks(CHUNK) {
+            let terms: Vec<String> = (0..chunk.len())
+                .map(|i| {
+                    let n = 1 + 3 * i;
+                    format!(
+                        "(case_id = ${n} AND item = ${} AND kind = ${})",
+                        n + 1,
+                        n + 2
+                    )
+                })
                 .collect();
-            let q = format!(
-                "DELETE FROM timers WHERE case_id = $1 AND ({})",
-                pairs.join(" OR ")
-            );
-            let mut query = sqlx::query(self.sql(&q)).bind(&u.case_id);
-            for (item, kind) in chunk {
-                query = query.bind(item).bind(kind);
+            let q = format!("DELETE FROM timers WHERE {}", terms.join(" OR "));
+            let mut query = sqlx::query(self.sql(&q));
+            for (case_id, item, kind) in chunk {
+                query = query.bind(*case_id).bind(*item).bind(*kind);
             }
             query.execute(&mut **tx).await?;
         }
-        self.write_releases(tx, &u.release).await?;
-        let timers = last_per_key(&u.timers);
+        let releases: Vec<&Release> = updates.iter().flat_map(|u| &u.release).collect();
+        self.write_releases(tx, &releases).await?;
+        let timers = last_per_key(updates.iter().flat_map(|u| &u.timers));
         for chunk in timers.chunks(CHUNK) {
             let q = format!(
                 "INSERT INTO timers (case_id, item, kind, department, clock, due_at, payload) VALUES {} \
@@ -107,44 +180,59 @@ impl Store {
             }
             query.execute(&mut **tx).await?;
         }
-        self.append_audit(tx, &u.audit).await
+        let audit: Vec<&AuditRecord> = updates.iter().flat_map(|u| &u.audit).collect();
+        self.append_audit(tx, &audit).await
     }
 
-    /// Deletes or reschedules claimed timers (only while the claim is still ours). Usually one.
-    async fn write_releases(&self, tx: &mut Tx<'_>, releases: &[Release]) -> Result<()> {
+    /// Deletes (all in one statement) or reschedules claimed timers, only while each claim is
+    /// still the releaser's.
+    async fn write_releases(&self, tx: &mut Tx<'_>, releases: &[&Release]) -> Result<()> {
+        let deletes: Vec<(i64, &str)> = releases
+            .iter()
+            .filter_map(|r| match r {
+                Release::Delete { id, token } => Some((*id, token.as_str())),
+                Release::Reschedule { .. } => None,
+            })
+            .collect();
+        for chunk in deletes.chunks(CHUNK) {
+            let terms: Vec<String> = (0..chunk.len())
+                .map(|i| format!("(id = ${} AND lease_owner = ${})", 1 + 2 * i, 2 + 2 * i))
+                .collect();
+            let q = format!("DELETE FROM timers WHERE {}", terms.join(" OR "));
+            let mut query = sqlx::query(self.sql(&q));
+            for (id, token) in chunk {
+                query = query.bind(*id).bind(*token);
+            }
+            query.execute(&mut **tx).await?;
+        }
         for r in releases {
-            match r {
-                Release::Delete { id, token } => {
-                    sqlx::query(self.sql("DELETE FROM timers WHERE id = $1 AND lease_owner = $2"))
-                        .bind(*id)
-                        .bind(token)
-                        .execute(&mut **tx)
-                        .await?;
-                }
-                Release::Reschedule {
-                    id,
-                    token,
-                    due_at,
-                    payload,
-                } => {
-                    sqlx::query(self.sql(
-                        "UPDATE timers SET due_at = $1, payload = $2, lease_owner = NULL, lease_until = NULL WHERE id = $3 AND lease_owner = $4",
-                    ))
-                    .bind(*due_at)
-                    .bind(payload.to_string())
-                    .bind(*id)
-                    .bind(token)
-                    .execute(&mut **tx)
-                    .await?;
-                }
+            if let Release::Reschedule {
+                id,
+                token,
+                due_at,
+                payload,
+            } = r
+            {
+                sqlx::query(self.sql(
+                    "UPDATE timers SET due_at = $1, payload = $2, lease_owner = NULL, lease_until = NULL WHERE id = $3 AND lease_owner = $4",
+                ))
+                .bind(*due_at)
+                .bind(payload.to_string())
+                .bind(*id)
+                .bind(token)
+                .execute(&mut **tx)
+                .await?;
             }
         }
         Ok(())
     }
 
-    /// The case's item rows (`items`), all in one upsert.
-    pub(super) async fn write_items(&self, tx: &mut Tx<'_>, case: &Case) -> Result<()> {
-        let rows = item_rows(case);
+    /// The cases' item rows (`items`), all in one upsert.
+    pub(super) async fn write_items(&self, tx: &mut Tx<'_>, cases: &[&Case]) -> Result<()> {
+        let rows: Vec<_> = cases
+            .iter()
+            .flat_map(|c| item_rows(c).into_iter().map(move |r| (&c.case_id, r)))
+            .collect();
         for chunk in rows.chunks(CHUNK) {
             let q = format!(
                 "INSERT INTO items (case_id, item, department, status, limit_due) VALUES {} \
@@ -153,9 +241,9 @@ impl Store {
                 values(chunk.len(), 5, 1)
             );
             let mut query = sqlx::query(self.sql(&q));
-            for r in chunk {
+            for (case_id, r) in chunk {
                 query = query
-                    .bind(&case.case_id)
+                    .bind(*case_id)
                     .bind(&r.item)
                     .bind(&r.department)
                     .bind(r.status)
@@ -166,26 +254,30 @@ impl Store {
         Ok(())
     }
 
-    /// Appends audit records to their chains: each chain's head is read once (on PostgreSQL under
-    /// the chain's advisory lock, so two instances never fork it), the hashes are chained in
-    /// memory, and the records go in as one insert, in order, so ids follow each chain.
+    /// Appends audit records to their chains: the heads of every chain involved are read at
+    /// once (on PostgreSQL under each chain's advisory lock, taken in a fixed order, so two
+    /// instances never fork a chain nor wait on each other in a circle), the hashes are chained
+    /// in memory, and the records go in as one insert, in order, so ids follow each chain.
     pub(super) async fn append_audit(
         &self,
         tx: &mut Tx<'_>,
-        records: &[AuditRecord],
+        records: &[&AuditRecord],
     ) -> Result<()> {
-        let mut heads: Vec<(Option<String>, Option<String>)> = Vec::new();
+        if records.is_empty() {
+            return Ok(());
+        }
+        let mut chains: Vec<Option<&str>> = records.iter().map(|a| a.case_id.as_deref()).collect();
+        chains.sort();
+        chains.dedup();
+        let mut heads = self.audit_heads(tx, &chains).await?;
         let mut rows: Vec<(&AuditRecord, Option<String>, String)> =
             Vec::with_capacity(records.len());
         for a in records {
-            let head = match heads.iter_mut().find(|(c, _)| *c == a.case_id) {
-                Some((_, h)) => h,
-                None => {
-                    let h = self.audit_head(tx, a.case_id.as_deref()).await?;
-                    heads.push((a.case_id.clone(), h));
-                    &mut heads.last_mut().expect("just pushed").1
-                }
-            };
+            let head = heads
+                .iter_mut()
+                .find(|(c, _)| c.as_deref() == a.case_id.as_deref())
+                .map(|(_, h)| h)
+                .expect("every chain's head was read");
             let hash = chain_hash(head.as_deref(), a);
             rows.push((a, head.replace(hash.clone()), hash));
         }
@@ -212,23 +304,59 @@ impl Store {
         Ok(())
     }
 
-    /// The last hash of a chain (a case's, or with `None` the records of no case).
-    async fn audit_head(&self, tx: &mut Tx<'_>, case_id: Option<&str>) -> Result<Option<String>> {
+    /// The last hash of each chain (a case's; `None`: the records of no case), `chains` sorted.
+    async fn audit_heads(
+        &self,
+        tx: &mut Tx<'_>,
+        chains: &[Option<&str>],
+    ) -> Result<Vec<(Option<String>, Option<String>)>> {
+        let mut heads: Vec<(Option<String>, Option<String>)> = chains
+            .iter()
+            .map(|c| (c.map(str::to_string), None))
+            .collect();
         if self.backend == Backend::Postgres {
-            sqlx::query("SELECT pg_advisory_xact_lock(hashtext($1))")
-                .bind(case_id.unwrap_or_default().to_string())
-                .execute(&mut **tx)
-                .await?;
+            for c in chains {
+                sqlx::query("SELECT pg_advisory_xact_lock(hashtext($1))")
+                    .bind(c.unwrap_or_default().to_string())
+                    .execute(&mut **tx)
+                    .await?;
+            }
         }
-        sqlx::query(self.sql(
-            "SELECT hash FROM audit WHERE case_id IS NOT DISTINCT FROM $1 ORDER BY id DESC LIMIT 1",
-        ))
-        .bind(case_id.map(str::to_string))
-        .fetch_optional(&mut **tx)
-        .await?
-        .map(|r| r.try_get(0))
-        .transpose()
-        .map_err(Into::into)
+        let cases: Vec<&str> = chains.iter().flatten().copied().collect();
+        for chunk in cases.chunks(CHUNK) {
+            let marks: Vec<String> = (1..=chunk.len()).map(|i| format!("${i}")).collect();
+            let q = format!(
+                "SELECT case_id, hash FROM audit WHERE id IN (SELECT MAX(id) FROM audit \
+                 WHERE case_id IN ({}) GROUP BY case_id)",
+                marks.join(", ")
+            );
+            let mut query = sqlx::query(self.sql(&q));
+            for c in chunk {
+                query = query.bind(*c);
+            }
+            for row in query.fetch_all(&mut **tx).await? {
+                let (case_id, hash): (String, String) = (row.try_get(0)?, row.try_get(1)?);
+                if let Some(h) = heads
+                    .iter_mut()
+                    .find(|(c, _)| c.as_deref() == Some(&case_id))
+                {
+                    h.1 = Some(hash);
+                }
+            }
+        }
+        if chains.contains(&None) {
+            let hash: Option<String> = sqlx::query(
+                "SELECT hash FROM audit WHERE case_id IS NULL ORDER BY id DESC LIMIT 1",
+            )
+            .fetch_optional(&mut **tx)
+            .await?
+            .map(|r| r.try_get(0))
+            .transpose()?;
+            if let Some(h) = heads.iter_mut().find(|(c, _)| c.is_none()) {
+                h.1 = hash;
+            }
+        }
+        Ok(heads)
     }
 }
 
@@ -255,7 +383,7 @@ mod tests {
             payload: serde_json::Value::Null,
         };
         let timers = [t("a", "push", 1), t("b", "push", 2), t("a", "push", 3)];
-        let kept: Vec<(&str, i64)> = last_per_key(&timers)
+        let kept: Vec<(&str, i64)> = last_per_key(timers.iter())
             .iter()
             .map(|t| (t.item.as_str(), t.due_at))
             .collect();
