@@ -414,14 +414,21 @@ fn main() -> ExitCode {
                         .values()
                         .map(|o| o.get_ref().items.len())
                         .sum();
+                    let mut years: Vec<String> =
+                        m.calendars.iter().map(|c| c.year.to_string()).collect();
+                    years.sort();
+                    let calendars = match years.as_slice() {
+                        [] => "no working-day calendar".to_string(),
+                        [one] => format!("working-day calendar {one}"),
+                        _ => format!("working-day calendars {}", years.join(", ")),
+                    };
                     println!(
-                        "{}: ok ({} one-things, {} items, {} departments, {} code tables, {} calendar years)",
+                        "{}: ok ({} one-things, {} items, {} departments, {} code tables, {calendars})",
                         dir.display(),
                         m.catalog.onething.len(),
                         items,
                         m.departments.len(),
                         m.codes.len(),
-                        m.calendars.len()
                     );
                     ExitCode::SUCCESS
                 }

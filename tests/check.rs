@@ -73,6 +73,7 @@ fn shipped_mappings_pass() {
         out.contains("ok (3 one-things, 12 items, 10 departments"),
         "{out}"
     );
+    assert!(out.contains("working-day calendar 2026)"), "{out}");
 }
 
 #[test]
