@@ -9,6 +9,7 @@ use minijinja::value::Value;
 
 use crate::mapping::Mapping;
 use crate::mapping::context::{self, Clock, RenderInput};
+use crate::mapping::department::Department;
 use crate::mapping::expr::to_value;
 use crate::mapping::operation::{OpKind, Request};
 use crate::model::time::{cst, parse_rfc3339};
@@ -143,12 +144,9 @@ pub fn translate(
             dept.id
         ));
     }
-    let creds = dept.credentials(env).map_err(|missing| {
-        format!(
-            "missing credentials in the environment (unset or empty): {}",
-            missing.join(", ")
-        )
-    })?;
+    let creds = dept
+        .credentials(env)
+        .map_err(|missing| Department::missing_message(&missing))?;
     let clock = match &req.at {
         Some(at) => {
             let t = parse_rfc3339(at).ok_or_else(|| format!("--at `{at}` is not RFC 3339"))?;

@@ -363,7 +363,7 @@ fn the_daemon_refuses_to_start_with_an_unfilled_credential() {
     // The environment template as installed: every credential present, one left `NAME=`.
     let dir = std::env::temp_dir().join(format!("onething-unfilled-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_onething"))
+    let child = Command::new(env!("CARGO_BIN_EXE_onething"))
         .arg("run")
         .current_dir(root())
         .env_clear()
@@ -379,20 +379,21 @@ fn the_daemon_refuses_to_start_with_an_unfilled_credential() {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    // A daemon that starts anyway never exits by itself: give it a bound, then fail.
-    let started = std::time::Instant::now();
-    let status = loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            break s;
-        }
-        if started.elapsed() > Duration::from_secs(30) {
-            let _ = child.kill();
-            panic!("the daemon started with an empty credential");
-        }
-        std::thread::sleep(Duration::from_millis(20));
+    // A daemon that starts anyway never exits by itself: wait for its exit with a bound, then fail.
+    let pid = child.id();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    let Ok(out) = rx.recv_timeout(Duration::from_secs(30)) else {
+        let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
+        panic!("the daemon started with an empty credential");
     };
-    let mut err = String::new();
-    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
+    let out = out.unwrap();
+    let (status, err) = (
+        out.status,
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    );
     assert_eq!(status.code(), Some(2), "{err}");
     assert!(err.contains("ONETHING_DEPT_POLICE_PASSWORD"), "{err}");
     assert!(!err.contains("ONETHING_DEPT_POLICE_USER"), "{err}");

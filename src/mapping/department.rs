@@ -307,6 +307,14 @@ impl Department {
         )
     }
 
+    /// The refusal naming every missing credential variable (of one department or several).
+    pub fn missing_message(missing: &[String]) -> String {
+        format!(
+            "missing credentials in the environment (unset or empty): {}",
+            missing.join(", ")
+        )
+    }
+
     /// The department's credentials from `env` (the process environment, normally); every
     /// missing one is named. A variable set to nothing but blanks counts as missing: the shipped
     /// environment template lists every credential as `NAME=`, and an unfilled one must stop the

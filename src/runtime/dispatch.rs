@@ -370,10 +370,7 @@ async fn poll_batch(
             .map_err(|e| e.to_string());
     };
     // The department's poll budget first: whatever falls due while waiting for it joins the batch.
-    let permit = match cfg.limiter(&dept.id) {
-        Some(l) => Some(l.poll().await),
-        None => None,
-    };
+    let permit = cfg.permit(&dept.id, true).await;
     let size = op.batch_size.unwrap_or(100).max(1) as i64;
     let now = (gw.clock.now_ms(), gw.clock.real_ms());
     let mut timers = vec![first.clone()];

@@ -57,12 +57,9 @@ pub async fn exchange(
     audit: &mut Vec<AuditRecord>,
 ) -> Sent {
     let now = || gw.clock.now_ms();
-    let limiter = cfg.limiter(&dept.id);
-    let _permit = match &limiter {
-        _ if x.permitted => None,
-        Some(l) if poll => Some(l.poll().await),
-        Some(l) => Some(l.request().await),
-        None => None,
+    let _permit = match x.permitted {
+        true => None,
+        false => cfg.permit(&dept.id, poll).await,
     };
     let base = cfg.endpoint(&dept.id).unwrap_or_default().to_string();
     let env = cfg.credentials_of(&dept.id);

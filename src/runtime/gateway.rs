@@ -10,7 +10,7 @@ use minijinja::value::Value;
 use tokio::sync::Notify;
 
 use super::clock::Clock;
-use super::limits::Limiter;
+use super::limits::{Limiter, Permit};
 use super::metrics::Metrics;
 use crate::calendar::Calendar;
 use crate::mapping::Mapping;
@@ -57,6 +57,17 @@ impl Config {
 
     pub fn limiter(&self, id: &str) -> Option<Arc<Limiter>> {
         self.limits.get(id).cloned()
+    }
+
+    /// The right to send department `id` one request (`poll`: one poll, within its poll budget
+    /// too), waiting for its limits; held until dropped. `None` for a department without limits.
+    pub async fn permit(&self, id: &str, poll: bool) -> Option<Permit> {
+        let l = self.limits.get(id)?;
+        Some(if poll {
+            l.poll().await
+        } else {
+            l.request().await
+        })
     }
 
     /// On a PostgreSQL store (where several instances may run), keeps every department's limits

@@ -124,7 +124,7 @@ pub struct Running {
     pub gateway: Arc<Gateway>,
     stop: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
-    scheduler: JoinHandle<tokio::task::JoinSet<scheduler::Key>>,
+    scheduler: JoinHandle<tokio::task::JoinSet<()>>,
 }
 
 /// Builds the shared state: the configuration (all credentials present, or a refusal naming each

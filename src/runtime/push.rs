@@ -104,10 +104,7 @@ pub async fn push(gw: &Gateway, t: &Timer) -> Result<(), String> {
     // Mark the push as sent before it goes out: after a crash its outcome is unknown, not unsent.
     // Wait for the department's limits first: between marking the push sent and sending it
     // there is no wait, so the lease cannot run out in between under load.
-    let permit = match cfg.limiter(&dept.id) {
-        Some(l) => Some(l.request().await),
-        None => None,
-    };
+    let permit = cfg.permit(&dept.id, false).await;
     // The lease covers the request's whole timeout by itself (the heartbeat extends it further).
     let lease = gw.clock.real_ms()
         + gw.lease

@@ -11,6 +11,7 @@ use super::gateway::{Config, Gateway};
 use super::limits::Limiter;
 use crate::calendar::Calendar;
 use crate::mapping::Mapping;
+use crate::mapping::department::Department;
 use crate::mapping::expr::to_value;
 
 /// Reads the mapping folder and the environment. `previous`: the configuration in force, whose
@@ -58,10 +59,7 @@ pub fn load_config(cfg: &RunConfig, previous: Option<&Config>) -> Result<Config,
         );
     }
     if !missing.is_empty() {
-        return Err(format!(
-            "missing credentials in the environment (unset or empty): {}",
-            missing.join(", ")
-        ));
+        return Err(Department::missing_message(&missing));
     }
     let batch_polls = mapping
         .departments

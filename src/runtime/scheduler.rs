@@ -3,11 +3,12 @@
 //! department, per department (`admission`), so that one slow or rate-limited department never
 //! holds the slots the others need.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::watch;
-use tokio::task::JoinSet;
+use tokio::task::{Id, JoinError, JoinSet};
 
 use super::admission::{self, InHand};
 use super::dispatch;
@@ -18,30 +19,50 @@ const SLOTS: usize = 256;
 /// Timers claimed in one round.
 const CLAIM: usize = 128;
 
-/// What a finished task gives back: the (department, class) it counted against, if any.
-pub type Key = Option<(String, String)>;
+/// The running timers' tasks, and what each counts against (department, class) until it ends,
+/// whether it ends well or by a panic.
+#[derive(Default)]
+struct Running {
+    tasks: JoinSet<()>,
+    keys: HashMap<Id, (String, String)>,
+    in_hand: InHand,
+}
 
-pub async fn run(gw: Arc<Gateway>, mut stop: watch::Receiver<bool>) -> JoinSet<Key> {
-    let mut tasks: JoinSet<Key> = JoinSet::new();
-    let mut in_hand = InHand::default();
+impl Running {
+    fn finished(&mut self, done: Result<(Id, ()), JoinError>) {
+        let id = match done {
+            Ok((id, ())) => id,
+            Err(e) => {
+                tracing::error!(error = %e, "a timer's task ended abnormally; its timer runs again after its lease");
+                e.id()
+            }
+        };
+        if let Some(key) = self.keys.remove(&id) {
+            self.in_hand.done(&key);
+        }
+    }
+}
+
+pub async fn run(gw: Arc<Gateway>, mut stop: watch::Receiver<bool>) -> JoinSet<()> {
+    let mut r = Running::default();
     loop {
         if *stop.borrow() {
-            return tasks;
+            return r.tasks;
         }
-        while let Some(done) = tasks.try_join_next() {
-            finished(&mut in_hand, done);
+        while let Some(done) = r.tasks.try_join_next_with_id() {
+            r.finished(done);
         }
-        if tasks.len() >= SLOTS {
+        if r.tasks.len() >= SLOTS {
             // Every slot is busy: wait for one to free up rather than asking the store again.
             tokio::select! {
-                done = tasks.join_next() => finished(&mut in_hand, done.expect("not empty")),
-                _ = stop.wait_for(|s| *s) => return tasks,
+                done = r.tasks.join_next_with_id() => r.finished(done.expect("not empty")),
+                _ = stop.wait_for(|s| *s) => return r.tasks,
             }
             continue;
         }
-        let rooms = in_hand.rooms(&gw.config());
+        let rooms = r.in_hand.rooms(&gw.config());
         let admit = admission::admit(&rooms);
-        let free = (SLOTS - tasks.len()).min(CLAIM) as i64;
+        let free = (SLOTS - r.tasks.len()).min(CLAIM) as i64;
         let now = (gw.clock.now_ms(), gw.clock.real_ms());
         match gw
             .store
@@ -50,12 +71,12 @@ pub async fn run(gw: Arc<Gateway>, mut stop: watch::Receiver<bool>) -> JoinSet<K
         {
             Ok(timers) if !timers.is_empty() => {
                 for t in timers {
-                    let key = in_hand.took(&t.kind, &t.department);
+                    let key = r.in_hand.took(&t.kind, &t.department);
                     let gw = gw.clone();
-                    tasks.spawn(async move {
-                        dispatch::handle(gw, t).await;
-                        key
-                    });
+                    let id = r.tasks.spawn(dispatch::handle(gw, t)).id();
+                    if let Some(key) = key {
+                        r.keys.insert(id, key);
+                    }
                 }
                 continue;
             }
@@ -64,22 +85,13 @@ pub async fn run(gw: Arc<Gateway>, mut stop: watch::Receiver<bool>) -> JoinSet<K
         }
         let wait = next_wait(&gw, admit).await;
         // A task that ends may free a department's room: look again then too.
-        let running = !tasks.is_empty();
+        let running = !r.tasks.is_empty();
         tokio::select! {
             _ = gw.timers_added.notified() => {}
             _ = tokio::time::sleep(wait) => {}
-            done = tasks.join_next(), if running => finished(&mut in_hand, done.expect("not empty")),
-            _ = stop.wait_for(|s| *s) => return tasks,
+            done = r.tasks.join_next_with_id(), if running => r.finished(done.expect("not empty")),
+            _ = stop.wait_for(|s| *s) => return r.tasks,
         }
-    }
-}
-
-fn finished(in_hand: &mut InHand, done: Result<Key, tokio::task::JoinError>) {
-    match done {
-        Ok(Some(key)) => in_hand.done(&key),
-        Ok(None) => {}
-        // A panicked task's count is lost with it; its timer runs again after its lease.
-        Err(e) => tracing::error!(error = %e, "a timer's task ended abnormally"),
     }
 }
 

@@ -111,7 +111,7 @@ const DEFERRED: &str = "deferred";
 #[derive(Clone, Copy)]
 enum Filter<'a> {
     /// Every kind, within the departments' room.
-    Admit(&'a Admit<'a>),
+    Admit(Admit<'a>),
     /// One kind at one department (a batch poll's companions).
     Only(&'a str, &'a str),
 }
@@ -140,7 +140,7 @@ impl Store {
         limit: i64,
         admit: Admit<'_>,
     ) -> Result<Vec<Timer>> {
-        self.claim(now, owner, lease, limit, Filter::Admit(&admit))
+        self.claim(now, owner, lease, limit, Filter::Admit(admit))
             .await
     }
 

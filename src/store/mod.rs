@@ -286,20 +286,16 @@ impl Store {
             )));
         };
         let pool = connect(backend, &url, max, Role::Write).await?;
-        let read = match backend {
-            // WAL lets readers run beside the one writer: loads and scans never queue behind a
-            // transaction. Opened after the migration, so they see the current schema.
-            Backend::Sqlite => None,
-            Backend::Postgres => Some(pool.clone()),
-        };
         let mut store = Store {
-            read: read.clone().unwrap_or_else(|| pool.clone()),
+            read: pool.clone(),
             pool,
             backend,
             group: None,
         };
         store.migrate().await?;
-        if read.is_none() {
+        if backend == Backend::Sqlite {
+            // WAL lets readers run beside the one writer: loads and scans never queue behind a
+            // transaction. Opened after the migration, so they see the current schema.
             store.read = connect(backend, &url, SQLITE_READERS, Role::Read).await?;
             store.group = Some(group::start(store.clone()));
         }

@@ -5,6 +5,7 @@
 
 use sqlx::Row;
 
+use super::write::values;
 use super::{Result, Store};
 
 impl Store {
@@ -12,14 +13,16 @@ impl Store {
     /// removed once free (a held one goes when its holder gives it back and this runs again).
     pub async fn set_permits(&self, department: &str, count: u32) -> Result<()> {
         let mut tx = self.begin_write().await?;
-        for slot in 0..count as i64 {
-            sqlx::query(self.sql(
-                "INSERT INTO permits (department, slot) VALUES ($1, $2) ON CONFLICT (department, slot) DO NOTHING",
-            ))
-            .bind(department)
-            .bind(slot)
-            .execute(&mut *tx)
-            .await?;
+        if count > 0 {
+            let q = format!(
+                "INSERT INTO permits (department, slot) VALUES {} ON CONFLICT (department, slot) DO NOTHING",
+                values(count as usize, 2, 1)
+            );
+            let mut query = sqlx::query(self.sql(&q));
+            for slot in 0..count as i64 {
+                query = query.bind(department).bind(slot);
+            }
+            query.execute(&mut *tx).await?;
         }
         sqlx::query(
             self.sql("DELETE FROM permits WHERE department = $1 AND slot >= $2 AND holder IS NULL"),

@@ -469,17 +469,22 @@ impl Stack {
     }
 
     /// `/_sim/stats` of every system.
-    pub async fn sim_stats(&self) -> Value {
-        let url = format!("{}/_sim/stats", self.sim.url("health"));
+    /// A simulator's JSON endpoint (`/_sim/…`) at department `dept`.
+    async fn sim_json(&self, dept: &str, path: &str) -> Value {
+        let url = format!("{}{path}", self.sim.url(dept));
         let b = reqwest::get(url).await.unwrap().bytes().await.unwrap();
         serde_json::from_slice(&b).unwrap()
     }
 
+    /// Every simulated department's counts (any HTTP system answers for all).
+    pub async fn sim_stats(&self) -> Value {
+        self.sim_json("health", "/_sim/stats").await
+    }
+
     /// What a simulated department refused (`/_sim/violations`).
     pub async fn sim_violations(&self, dept: &str) -> Vec<Value> {
-        let url = format!("{}/_sim/violations", self.sim.url(dept));
-        let b = reqwest::get(url).await.unwrap().bytes().await.unwrap();
-        serde_json::from_slice(&b).unwrap()
+        let v = self.sim_json(dept, "/_sim/violations").await;
+        v.as_array().expect("/_sim/violations is an array").clone()
     }
 
     pub fn events_of(&self, case_id: &str) -> Vec<Value> {
