@@ -499,8 +499,12 @@ on_both!(pacing_spaces_starts_across_callers);
 
 #[path = "store/group.rs"]
 mod group;
-use group::changes_saved_at_once_are_each_written_whole_and_one_per_version;
+use group::{
+    changes_saved_at_once_are_each_written_whole_and_one_per_version,
+    new_cases_saved_at_once_are_each_stored_whole_and_once,
+};
 on_both!(changes_saved_at_once_are_each_written_whole_and_one_per_version);
+on_both!(new_cases_saved_at_once_are_each_stored_whole_and_once);
 on_both!(the_relay_claims_a_case_through_its_first_pending_event);
 on_both!(leases_are_renewed_deferred_and_taken_over);
 

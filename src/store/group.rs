@@ -1,23 +1,44 @@
 //! Group commit on SQLite. SQLite has one writer; a transaction holds it for every round trip of
 //! its statements, so one transaction per case change caps the gateway at what those round trips
 //! allow. Here every change goes to one task, which writes whatever has queued up meanwhile (one
-//! change per case, at most `GROUP`) in one transaction, each kind of row in one statement
-//! (`write_updates`). Nothing waits to fill a group: under load the queue fills while the group
-//! before is being written. A group that fails is written again change by change, so one bad
-//! change never fails the others.
+//! change or new case per case, at most `GROUP`) in one transaction, each kind of row in one
+//! statement (`write_group`). Nothing waits to fill a group: under load the queue fills while the
+//! group before is being written. A group that fails is written again change by change, so one
+//! bad change never fails the others.
 
 use std::collections::{HashSet, VecDeque};
 
 use tokio::sync::{mpsc, oneshot};
 
-use super::{Result, Store, Update};
+use super::{Inserted, NewCase, Result, Store, Update};
 
 /// Changes written together at most.
 const GROUP: usize = 64;
 
+/// A change of a stored case, or a new case.
+pub(super) enum Work {
+    Change(Box<Update>),
+    Insert(Box<NewCase>),
+}
+
+/// What became of a `Work`: whether the change was written, whether the case was new.
+enum Done {
+    Written(bool),
+    Inserted(Inserted),
+}
+
+impl Work {
+    fn case_id(&self) -> &str {
+        match self {
+            Work::Change(u) => &u.case_id,
+            Work::Insert(n) => &n.state.case_id,
+        }
+    }
+}
+
 pub(super) struct Job {
-    update: Update,
-    done: oneshot::Sender<Result<bool>>,
+    work: Work,
+    done: oneshot::Sender<Result<Done>>,
 }
 
 pub(super) type Queue = mpsc::UnboundedSender<Job>;
@@ -29,16 +50,29 @@ pub(super) fn start(store: Store) -> Queue {
     tx
 }
 
-/// Hands a change to the writer task; `None` if the task is gone (the caller writes it itself).
-pub(super) async fn save(queue: &Queue, update: &Update) -> Option<Result<bool>> {
+/// Hands work to the writer task; `None` if the task is gone (the caller writes it itself).
+async fn hand(queue: &Queue, work: Work) -> Option<Result<Done>> {
     let (done, wait) = oneshot::channel();
-    queue
-        .send(Job {
-            update: update.clone(),
-            done,
-        })
-        .ok()?;
+    queue.send(Job { work, done }).ok()?;
     wait.await.ok()
+}
+
+/// A change through the writer task: whether it was written.
+pub(super) async fn save(queue: &Queue, update: &Update) -> Option<Result<bool>> {
+    Some(
+        hand(queue, Work::Change(Box::new(update.clone())))
+            .await?
+            .map(|d| matches!(d, Done::Written(true))),
+    )
+}
+
+/// A new case through the writer task.
+pub(super) async fn insert(queue: &Queue, new: NewCase) -> Option<Result<Inserted>> {
+    match hand(queue, Work::Insert(Box::new(new))).await? {
+        Ok(Done::Inserted(i)) => Some(Ok(i)),
+        Ok(Done::Written(_)) => None,
+        Err(e) => Some(Err(e)),
+    }
 }
 
 async fn run(store: Store, mut rx: mpsc::UnboundedReceiver<Job>) {
@@ -54,22 +88,49 @@ async fn run(store: Store, mut rx: mpsc::UnboundedReceiver<Job>) {
             waiting.push_back(j);
         }
         let group = take_group(&mut waiting);
-        let updates: Vec<&Update> = group.iter().map(|j| &j.update).collect();
-        match store.save_group(&updates).await {
-            Ok(written) => {
-                for (j, w) in group.into_iter().zip(written) {
-                    let _ = j.done.send(Ok(w));
+        let work: Vec<&Work> = group.iter().map(|j| &j.work).collect();
+        match write(&store, &work).await {
+            Ok(done) => {
+                for (j, d) in group.into_iter().zip(done) {
+                    let _ = j.done.send(Ok(d));
                 }
             }
             Err(e) => {
                 tracing::warn!(error = %e, changes = group.len(), "changes could not be written together; writing them one by one");
                 for j in group {
-                    let r = store.save_group(&[&j.update]).await.map(|w| w[0]);
+                    let r = write(&store, &[&j.work]).await.map(|mut d| d.remove(0));
                     let _ = j.done.send(r);
                 }
             }
         }
     }
+}
+
+/// Writes work of distinct cases in one transaction; what became of each, in order.
+async fn write(store: &Store, work: &[&Work]) -> Result<Vec<Done>> {
+    let updates: Vec<&Update> = work
+        .iter()
+        .filter_map(|w| match w {
+            Work::Change(u) => Some(&**u),
+            Work::Insert(_) => None,
+        })
+        .collect();
+    let inserts: Vec<&NewCase> = work
+        .iter()
+        .filter_map(|w| match w {
+            Work::Insert(n) => Some(&**n),
+            Work::Change(_) => None,
+        })
+        .collect();
+    let (written, inserted) = store.save_group(&updates, &inserts).await?;
+    let (mut written, mut inserted) = (written.into_iter(), inserted.into_iter());
+    Ok(work
+        .iter()
+        .map(|w| match w {
+            Work::Change(_) => Done::Written(written.next().expect("one answer per change")),
+            Work::Insert(_) => Done::Inserted(inserted.next().expect("one answer per case")),
+        })
+        .collect())
 }
 
 /// The oldest waiting changes, one per case, at most `GROUP`; the rest keep their order.
@@ -78,7 +139,7 @@ fn take_group(waiting: &mut VecDeque<Job>) -> Vec<Job> {
     let mut later = VecDeque::new();
     let mut cases = HashSet::new();
     while let Some(j) = waiting.pop_front() {
-        if group.len() < GROUP && cases.insert(j.update.case_id.clone()) {
+        if group.len() < GROUP && cases.insert(j.work.case_id().to_string()) {
             group.push(j);
         } else {
             later.push_back(j);
@@ -94,10 +155,10 @@ mod tests {
 
     fn job(case_id: &str) -> Job {
         Job {
-            update: Update {
+            work: Work::Change(Box::new(Update {
                 case_id: case_id.into(),
                 ..Default::default()
-            },
+            })),
             done: oneshot::channel().0,
         }
     }
@@ -106,7 +167,7 @@ mod tests {
     fn a_group_takes_one_change_per_case_and_keeps_the_order_of_the_rest() {
         let mut waiting: VecDeque<Job> = ["a", "b", "a", "c", "b"].into_iter().map(job).collect();
         let ids = |v: &mut dyn Iterator<Item = &Job>| -> Vec<String> {
-            v.map(|j| j.update.case_id.clone()).collect()
+            v.map(|j| j.work.case_id().to_string()).collect()
         };
         let group = take_group(&mut waiting);
         assert_eq!(ids(&mut group.iter()), ["a", "b", "c"]);

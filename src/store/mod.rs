@@ -7,6 +7,7 @@
 //! timers and its audit records — so an event exists if and only if its state change does.
 
 mod audit;
+mod cache;
 mod dead;
 mod group;
 mod items;
@@ -21,6 +22,7 @@ pub use items::{ItemCounts, ItemRow, item_rows};
 pub use leases::Admit;
 
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use sha2::{Digest, Sha256};
@@ -199,6 +201,14 @@ pub struct Update {
     pub now: i64,
 }
 
+/// A new case with its first change (events, timers, audit), as `insert_case` stores it.
+#[derive(Debug, Clone)]
+pub(super) struct NewCase {
+    pub state: Case,
+    pub submission: String,
+    pub first: Update,
+}
+
 /// The result of storing a new case.
 #[derive(Debug, PartialEq)]
 pub enum Inserted {
@@ -219,6 +229,8 @@ pub struct Store {
     backend: Backend,
     /// SQLite: the group-commit writer that `save` hands changes to (`group.rs`).
     group: Option<group::Queue>,
+    /// SQLite: open cases as last stored, so that loads need not ask the file (`cache.rs`).
+    cache: Option<Arc<cache::Cache>>,
 }
 
 /// Read-only connections beside SQLite's one writer.
@@ -259,6 +271,31 @@ async fn connect(backend: Backend, url: &str, max: u32, role: Role) -> Result<An
         .await?)
 }
 
+/// SQLite's form of `$1` placeholders: plain `?` when they run `$1, $2, …` in order, each once
+/// (the multi-row statements), `?1` otherwise. Binding a statement asks SQLite each parameter's
+/// name, and SQLite finds a numbered one by walking the list of names: a multi-row statement of
+/// `n` numbered values cost `n²` steps to bind, while plain ones have no names to walk.
+fn sqlite_placeholders(q: &str) -> String {
+    let sequential = q.split('$').skip(1).enumerate().all(|(i, rest)| {
+        let len = rest.bytes().take_while(u8::is_ascii_digit).count();
+        rest[..len].parse::<usize>() == Ok(i + 1)
+    });
+    if !sequential {
+        return q.replace('$', "?");
+    }
+    let mut out = String::with_capacity(q.len());
+    let mut chars = q.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == '$' {
+            out.push('?');
+            while chars.next_if(char::is_ascii_digit).is_some() {}
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
 fn sqlite_path(url: &str) -> Option<&str> {
     url.strip_prefix("sqlite://")
         .or_else(|| url.strip_prefix("sqlite:"))
@@ -291,6 +328,7 @@ impl Store {
             pool,
             backend,
             group: None,
+            cache: None,
         };
         store.migrate().await?;
         if backend == Backend::Sqlite {
@@ -298,6 +336,7 @@ impl Store {
             // transaction. Opened after the migration, so they see the current schema.
             store.read = connect(backend, &url, SQLITE_READERS, Role::Read).await?;
             store.group = Some(group::start(store.clone()));
+            store.cache = Some(Arc::default());
         }
         Ok(store)
     }
@@ -312,12 +351,12 @@ impl Store {
         self.backend
     }
 
-    /// `$1` placeholders in SQLite's numbered form. Every statement is a constant of this file;
-    /// values always go through `bind`.
+    /// `$1` placeholders in SQLite's form. Every statement is a constant of this file; values
+    /// always go through `bind`.
     fn sql(&self, q: &str) -> sqlx::AssertSqlSafe<String> {
         sqlx::AssertSqlSafe(match self.backend {
             Backend::Postgres => q.to_string(),
-            Backend::Sqlite => q.replace('$', "?"),
+            Backend::Sqlite => sqlite_placeholders(q),
         })
     }
 
@@ -399,41 +438,39 @@ impl Store {
     }
 
     /// Stores a new case with its first update (events, timers, audit), unless its id is taken.
+    /// On SQLite it goes through the group writer with the changes of other cases.
     pub async fn insert_case(
         &self,
         state: &Case,
         submission: &str,
         first: Update,
     ) -> Result<Inserted> {
-        let mut tx = self.begin_write().await?;
-        let existing = sqlx::query(self.sql("SELECT submission FROM cases WHERE case_id = $1"))
-            .bind(&state.case_id)
-            .fetch_optional(&mut *tx)
-            .await?;
-        if let Some(row) = existing {
-            return Ok(Inserted::Existing {
-                submission: row.try_get(0)?,
+        let new = NewCase {
+            state: state.clone(),
+            submission: submission.to_string(),
+            first,
+        };
+        let inserted = match &self.group {
+            Some(queue) => match group::insert(queue, new.clone()).await {
+                Some(inserted) => inserted?,
+                None => self.save_group(&[], &[&new]).await?.1.remove(0),
+            },
+            None => self.save_group(&[], &[&new]).await?.1.remove(0),
+        };
+        if let (Inserted::New, Some(cache)) = (&inserted, &self.cache) {
+            cache.offer(&StoredCase {
+                state: new.state,
+                submission: new.submission,
+                version: 1,
             });
         }
-        let json = serde_json::to_string(state).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        sqlx::query(self.sql(
-            "INSERT INTO cases (case_id, onething, submission, state, version, received_at, updated_at, completed) VALUES ($1, $2, $3, $4, 1, $5, $5, $6)",
-        ))
-        .bind(&state.case_id)
-        .bind(&state.onething)
-        .bind(submission)
-        .bind(json)
-        .bind(first.now)
-        .bind(i32::from(state.completed))
-        .execute(&mut *tx)
-        .await?;
-        self.write_items(&mut tx, &[state]).await?;
-        self.write_parts(&mut tx, &[&first]).await?;
-        tx.commit().await?;
-        Ok(Inserted::New)
+        Ok(inserted)
     }
 
     pub async fn load(&self, case_id: &str) -> Result<Option<StoredCase>> {
+        if let Some(kept) = self.cache.as_ref().and_then(|c| c.get(case_id)) {
+            return Ok(Some(kept));
+        }
         let row = sqlx::query(
             self.sql("SELECT state, submission, version FROM cases WHERE case_id = $1"),
         )
@@ -442,32 +479,48 @@ impl Store {
         .await?;
         let Some(row) = row else { return Ok(None) };
         let state: String = row.try_get(0)?;
-        Ok(Some(StoredCase {
+        let stored = StoredCase {
             state: serde_json::from_str(&state)
                 .map_err(|e| StoreError::Corrupt(format!("case {case_id}: {e}")))?,
             submission: row.try_get(1)?,
             version: row.try_get(2)?,
-        }))
+        };
+        if let Some(cache) = &self.cache {
+            cache.offer(&stored);
+        }
+        Ok(Some(stored))
     }
 
     /// Applies an update if the case is still at `update.version`; `false` when another writer
     /// got there first (load again and retry).
     pub async fn save(&self, update: &Update) -> Result<bool> {
-        if let Some(queue) = &self.group
-            && let Some(written) = group::save(queue, update).await
-        {
-            return written;
+        let written = match &self.group {
+            Some(queue) => match group::save(queue, update).await {
+                Some(written) => written,
+                None => self.save_group(&[update], &[]).await.map(|(w, _)| w[0]),
+            },
+            None => self.save_group(&[update], &[]).await.map(|(w, _)| w[0]),
+        };
+        if let Some(cache) = &self.cache {
+            match &written {
+                Ok(w) => cache.saved(update, *w),
+                Err(_) => cache.forget(&update.case_id),
+            }
         }
-        self.save_group(&[update]).await.map(|w| w[0])
+        written
     }
 
-    /// Writes changes of distinct cases in one transaction (see `save`); per change, whether it
-    /// was written.
-    async fn save_group(&self, updates: &[&Update]) -> Result<Vec<bool>> {
+    /// Writes changes and new cases, each of a distinct case, in one transaction (see `save` and
+    /// `insert_case`): per change whether it was written, per new case whether it was stored.
+    async fn save_group(
+        &self,
+        updates: &[&Update],
+        inserts: &[&NewCase],
+    ) -> Result<(Vec<bool>, Vec<Inserted>)> {
         let mut tx = self.begin_write().await?;
-        let written = self.write_updates(&mut tx, updates).await?;
+        let done = self.write_group(&mut tx, updates, inserts).await?;
         tx.commit().await?;
-        Ok(written)
+        Ok(done)
     }
 
     /// Releases claimed timers outside a case update.
@@ -610,4 +663,30 @@ pub struct Counts {
     pub open_cases: i64,
     pub unpublished: i64,
     pub timers: i64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::sqlite_placeholders;
+
+    #[test]
+    fn sequential_placeholders_become_plain() {
+        assert_eq!(
+            sqlite_placeholders("INSERT INTO t VALUES ($1, $2), ($3, $4)"),
+            "INSERT INTO t VALUES (?, ?), (?, ?)"
+        );
+        assert_eq!(sqlite_placeholders("SELECT 1"), "SELECT 1");
+    }
+
+    #[test]
+    fn repeated_or_unordered_placeholders_stay_numbered() {
+        assert_eq!(
+            sqlite_placeholders("UPDATE t SET a = $1 WHERE b < $1 AND c = $2"),
+            "UPDATE t SET a = ?1 WHERE b < ?1 AND c = ?2"
+        );
+        assert_eq!(
+            sqlite_placeholders("SELECT $2, $1, $10"),
+            "SELECT ?2, ?1, ?10"
+        );
+    }
 }

@@ -4,12 +4,13 @@
 //! connection's own thread) and the transaction holds the writer meanwhile, so the number of
 //! statements, not their size, is what a change costs.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use sqlx::Row;
 
 use super::{
-    AuditRecord, Backend, NewTimer, Release, Result, Store, StoreError, Update, chain_hash,
+    AuditRecord, Backend, Inserted, NewCase, NewTimer, Release, Result, Store, StoreError, Update,
+    chain_hash,
 };
 use crate::engine::Case;
 use crate::store::item_rows;
@@ -56,14 +57,112 @@ fn last_per_key<'a>(timers: impl Iterator<Item = &'a NewTimer>) -> Vec<&'a NewTi
 }
 
 impl Store {
-    /// Writes changes of distinct cases in the open transaction: those with a state only if their
-    /// case is still at the version they were computed from. Returns, per change, whether it was
-    /// written (`false`: another writer changed the case first; load again and retry).
-    pub(super) async fn write_updates(
+    /// Writes new cases and changes of distinct cases in the open transaction: a new case only if
+    /// its id is free, a change with a state only if its case is still at the version it was
+    /// computed from. Returns, per change, whether it was written (`false`: another writer changed
+    /// the case first; load again and retry), and per new case whether it was stored.
+    pub(super) async fn write_group(
         &self,
         tx: &mut Tx<'_>,
         updates: &[&Update],
-    ) -> Result<Vec<bool>> {
+        inserts: &[&NewCase],
+    ) -> Result<(Vec<bool>, Vec<Inserted>)> {
+        let inserted = self.insert_cases(tx, inserts).await?;
+        let stored: Vec<&NewCase> = inserts
+            .iter()
+            .zip(&inserted)
+            .filter(|(_, i)| **i == Inserted::New)
+            .map(|(n, _)| *n)
+            .collect();
+        let current = self.update_cases(tx, updates).await?;
+        let written: Vec<bool> = updates
+            .iter()
+            .map(|u| u.state.is_none() || current.contains(&u.case_id))
+            .collect();
+        let applied: Vec<&Update> = updates
+            .iter()
+            .zip(&written)
+            .filter(|(_, w)| **w)
+            .map(|(u, _)| *u)
+            .chain(stored.iter().map(|n| &n.first))
+            .collect();
+        let states: Vec<&Case> = stored
+            .iter()
+            .map(|n| &n.state)
+            .chain(applied.iter().filter_map(|u| u.state.as_ref()))
+            .collect();
+        self.write_items(tx, &states).await?;
+        self.write_parts(tx, &applied).await?;
+        Ok((written, inserted))
+    }
+
+    /// The case rows of new cases whose id is free; per case, whether it was new (an id taken
+    /// meanwhile by another connection counts as taken: the insert waits for it, then skips).
+    async fn insert_cases(&self, tx: &mut Tx<'_>, inserts: &[&NewCase]) -> Result<Vec<Inserted>> {
+        let mut new: HashSet<String> = HashSet::new();
+        for chunk in inserts.chunks(CHUNK) {
+            let q = format!(
+                "INSERT INTO cases (case_id, onething, submission, state, version, received_at, updated_at, completed) \
+                 VALUES {} ON CONFLICT (case_id) DO NOTHING RETURNING case_id",
+                values(chunk.len(), 8, 1)
+            );
+            let mut query = sqlx::query(self.sql(&q));
+            for n in chunk {
+                let json = serde_json::to_string(&n.state)
+                    .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+                query = query
+                    .bind(&n.state.case_id)
+                    .bind(&n.state.onething)
+                    .bind(&n.submission)
+                    .bind(json)
+                    .bind(1_i64)
+                    .bind(n.first.now)
+                    .bind(n.first.now)
+                    .bind(i32::from(n.state.completed));
+            }
+            for row in query.fetch_all(&mut **tx).await? {
+                new.insert(row.try_get(0)?);
+            }
+        }
+        let taken: Vec<&str> = inserts
+            .iter()
+            .map(|n| n.state.case_id.as_str())
+            .filter(|id| !new.contains(*id))
+            .collect();
+        let mut stored: HashMap<String, String> = HashMap::new();
+        for chunk in taken.chunks(CHUNK) {
+            let q = format!(
+                "SELECT case_id, submission FROM cases WHERE case_id IN ({})",
+                (1..=chunk.len())
+                    .map(|i| format!("${i}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+            let mut query = sqlx::query(self.sql(&q));
+            for id in chunk {
+                query = query.bind(*id);
+            }
+            for row in query.fetch_all(&mut **tx).await? {
+                stored.insert(row.try_get(0)?, row.try_get(1)?);
+            }
+        }
+        inserts
+            .iter()
+            .map(|n| {
+                let id = &n.state.case_id;
+                if new.contains(id) {
+                    return Ok(Inserted::New);
+                }
+                let submission = stored.remove(id).ok_or_else(|| {
+                    StoreError::Db(format!("case {id}: neither inserted nor found"))
+                })?;
+                Ok(Inserted::Existing { submission })
+            })
+            .collect()
+    }
+
+    /// The version-checked case rows of the changes that carry a state; the ids written.
+    async fn update_cases(&self, tx: &mut Tx<'_>, updates: &[&Update]) -> Result<HashSet<String>> {
         let stateful: Vec<&Update> = updates
             .iter()
             .copied()
@@ -95,20 +194,7 @@ impl Store {
                 current.insert(row.try_get(0)?);
             }
         }
-        let written: Vec<bool> = updates
-            .iter()
-            .map(|u| u.state.is_none() || current.contains(&u.case_id))
-            .collect();
-        let applied: Vec<&Update> = updates
-            .iter()
-            .zip(&written)
-            .filter(|(_, w)| **w)
-            .map(|(u, _)| *u)
-            .collect();
-        let states: Vec<&Case> = applied.iter().filter_map(|u| u.state.as_ref()).collect();
-        self.write_items(tx, &states).await?;
-        self.write_parts(tx, &applied).await?;
-        Ok(written)
+        Ok(current)
     }
 
     /// Everything of the changes but their case rows: events, dropped timers, releases, new
