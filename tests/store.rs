@@ -486,7 +486,9 @@ mod leases;
 use leases::{
     claims_take_no_more_than_a_department_has_room_for, leases_are_renewed_deferred_and_taken_over,
     the_relay_claims_a_case_through_its_first_pending_event,
+    touches_and_releases_write_only_while_the_claim_holds,
 };
+on_both!(touches_and_releases_write_only_while_the_claim_holds);
 on_both!(claims_take_no_more_than_a_department_has_room_for);
 
 #[path = "store/permits.rs"]

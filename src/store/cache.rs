@@ -1,10 +1,12 @@
 //! Open cases as this process last stored them, kept in memory on SQLite. A case is loaded for
 //! every timer, callback and poll that touches it (some 26 times for a newborn case); each load
 //! was a round trip to a SQLite thread and a parse of the state. On SQLite the file is this
-//! process's own and every change of a case goes through `Store::save`, so what it stored last is
-//! what the file holds. Even so the cache only ever saves a read: a change computed from a stale
-//! entry fails its version check like any other, the entry is dropped, and the retry loads from
-//! the file. Bounded; completed cases leave it.
+//! process's own and every change of a case is written by `Store::save_group`, which holds the
+//! case's entry from before its commit until the entry shows the committed state: meanwhile
+//! loads read the file, so no load ever sees a state older than the file's (a push timer
+//! committed with a change must find the case as that change left it). A change computed from a
+//! stale entry would still fail its version check like any other. Bounded; completed cases
+//! leave it.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
@@ -22,39 +24,66 @@ pub(super) struct Cache {
 #[derive(Default)]
 struct Inner {
     cases: HashMap<String, StoredCase>,
+    /// Cases whose change is being committed: their entries are not to be read or replaced.
+    held: HashMap<String, u32>,
     /// Ids in the order they came in, to evict the oldest (ids already gone are skipped).
     order: VecDeque<String>,
 }
 
 impl Cache {
+    /// The case as last committed, unless a change of it is being committed.
     pub fn get(&self, case_id: &str) -> Option<StoredCase> {
-        self.lock().cases.get(case_id).cloned()
+        let inner = self.lock();
+        if inner.held.contains_key(case_id) {
+            return None;
+        }
+        inner.cases.get(case_id).cloned()
     }
 
-    /// A case as read from the store or just inserted: kept unless completed or older than what
-    /// is kept already (a read that raced a newer change).
+    /// A case as read from the store or just inserted: kept unless completed, held, or older than
+    /// what is kept already (a read that raced a newer change).
     pub fn offer(&self, case: &StoredCase) {
         let mut inner = self.lock();
+        let id = &case.state.case_id;
+        if inner.held.contains_key(id) {
+            return;
+        }
         if case.state.completed {
-            inner.cases.remove(&case.state.case_id);
+            inner.cases.remove(id);
             return;
         }
         let newer = inner
             .cases
-            .get(&case.state.case_id)
+            .get(id)
             .is_none_or(|kept| kept.version < case.version);
         if newer {
             inner.keep(case.clone());
         }
     }
 
-    /// The outcome of saving `update`: a written change moves its case to the next version, a
-    /// refused one (another writer was first) drops it.
-    pub fn saved(&self, update: &Update, written: bool) {
-        let Some(state) = &update.state else { return };
+    /// Before committing changes of these cases.
+    pub fn hold<'a>(&self, case_ids: impl Iterator<Item = &'a str>) {
         let mut inner = self.lock();
-        let next = match inner.cases.get(&update.case_id) {
-            Some(kept) if written && kept.version == update.version && !state.completed => {
+        for id in case_ids {
+            *inner.held.entry(id.to_string()).or_default() += 1;
+        }
+    }
+
+    /// After the commit of a held change: a written one moves its case to the next version, a
+    /// refused one (another writer was first) or a failed commit (`written: false`) drops it.
+    pub fn settle(&self, update: &Update, written: bool) {
+        let mut inner = self.lock();
+        let id = &update.case_id;
+        if let Some(n) = inner.held.get_mut(id) {
+            *n -= 1;
+            if *n == 0 {
+                inner.held.remove(id);
+            }
+        }
+        let next = match (inner.cases.get(id), &update.state) {
+            (Some(kept), Some(state))
+                if written && kept.version == update.version && !state.completed =>
+            {
                 StoredCase {
                     state: state.clone(),
                     submission: kept.submission.clone(),
@@ -62,16 +91,11 @@ impl Cache {
                 }
             }
             _ => {
-                inner.cases.remove(&update.case_id);
+                inner.cases.remove(id);
                 return;
             }
         };
-        inner.cases.insert(update.case_id.clone(), next);
-    }
-
-    /// Drops a case (its change failed: what is stored is unknown).
-    pub fn forget(&self, case_id: &str) {
-        self.lock().cases.remove(case_id);
+        inner.cases.insert(id.clone(), next);
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
@@ -102,11 +126,12 @@ impl Inner {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use crate::engine::Case;
 
-    fn case(id: &str, completed: bool) -> Case {
+    /// A case of no items (for the store's unit tests).
+    pub fn case(id: &str, completed: bool) -> Case {
         Case {
             case_id: id.into(),
             onething: "newborn".into(),
@@ -136,18 +161,35 @@ mod tests {
         }
     }
 
+    fn save(cache: &Cache, update: &Update, written: bool) {
+        cache.hold([update.case_id.as_str()].into_iter());
+        cache.settle(update, written);
+    }
+
     #[test]
     fn a_written_change_moves_the_case_on_and_a_refused_one_drops_it() {
         let cache = Cache::default();
         cache.offer(&stored("A", 1));
-        cache.saved(&change("A", 1, false), true);
+        save(&cache, &change("A", 1, false), true);
         assert_eq!(cache.get("A").map(|c| c.version), Some(2));
         // Computed from version 1 again (a stale copy): whatever is stored now is unknown.
-        cache.saved(&change("A", 1, false), true);
+        save(&cache, &change("A", 1, false), true);
         assert!(cache.get("A").is_none());
         cache.offer(&stored("A", 3));
-        cache.saved(&change("A", 3, false), false);
+        save(&cache, &change("A", 3, false), false);
         assert!(cache.get("A").is_none());
+    }
+
+    #[test]
+    fn a_case_being_committed_is_read_from_the_store() {
+        let cache = Cache::default();
+        cache.offer(&stored("A", 1));
+        cache.hold(["A"].into_iter());
+        assert!(cache.get("A").is_none(), "held: the file is the truth");
+        cache.offer(&stored("A", 2));
+        assert!(cache.get("A").is_none(), "a read while held is not kept");
+        cache.settle(&change("A", 1, false), true);
+        assert_eq!(cache.get("A").map(|c| c.version), Some(2));
     }
 
     #[test]
@@ -156,7 +198,7 @@ mod tests {
         cache.offer(&stored("A", 5));
         cache.offer(&stored("A", 4));
         assert_eq!(cache.get("A").map(|c| c.version), Some(5));
-        cache.saved(&change("A", 5, true), true);
+        save(&cache, &change("A", 5, true), true);
         assert!(cache.get("A").is_none());
         let mut done = stored("B", 1);
         done.state.completed = true;

@@ -1,37 +1,46 @@
 //! Group commit on SQLite. SQLite has one writer; a transaction holds it for every round trip of
-//! its statements, so one transaction per case change caps the gateway at what those round trips
-//! allow. Here every change goes to one task, which writes whatever has queued up meanwhile (one
-//! change or new case per case, at most `GROUP`) in one transaction, each kind of row in one
-//! statement (`write_group`). Nothing waits to fill a group: under load the queue fills while the
-//! group before is being written. A group that fails is written again change by change, so one
+//! its statements, and every commit appends its pages to the WAL, so one transaction per write
+//! caps the gateway at what those round trips allow. Here the hot writes go to one task — case
+//! changes, new cases, timer releases, a push's "sent" mark before it goes out, events the broker
+//! confirmed — which writes whatever has queued up meanwhile in one transaction, each kind of row
+//! in one statement (`write_group`). A group holds at most one versioned change or new case per
+//! case, at most `GROUP` of them. Nothing waits to fill a group: under load the queue fills while
+//! the group before is being written. A group that fails is written again piece by piece, so one
 //! bad change never fails the others.
 
 use std::collections::{HashSet, VecDeque};
 
 use tokio::sync::{mpsc, oneshot};
 
-use super::{Inserted, NewCase, Result, Store, Update};
+use super::{Batch, Inserted, NewCase, Result, Store, StoreError, Touch, Update};
 
-/// Changes written together at most.
+/// Versioned changes and new cases written together at most.
 const GROUP: usize = 64;
 
-/// A change of a stored case, or a new case.
+/// One write handed to the writer task.
 pub(super) enum Work {
+    /// A change of a stored case (or only releases of timers: no state, no version).
     Change(Box<Update>),
     Insert(Box<NewCase>),
+    Touch(Touch),
+    /// Events the broker confirmed, and when.
+    Published(Vec<String>, i64),
 }
 
-/// What became of a `Work`: whether the change was written, whether the case was new.
-enum Done {
+/// What became of a `Work`: whether the change was written (the touch found its claim), whether
+/// the case was new.
+pub(super) enum Done {
     Written(bool),
     Inserted(Inserted),
 }
 
 impl Work {
-    fn case_id(&self) -> &str {
+    /// The case this work must be alone in its group for: versioned changes and new cases.
+    fn exclusive(&self) -> Option<&str> {
         match self {
-            Work::Change(u) => &u.case_id,
-            Work::Insert(n) => &n.state.case_id,
+            Work::Change(u) if u.state.is_some() => Some(&u.case_id),
+            Work::Insert(n) => Some(&n.state.case_id),
+            _ => None,
         }
     }
 }
@@ -50,28 +59,17 @@ pub(super) fn start(store: Store) -> Queue {
     tx
 }
 
-/// Hands work to the writer task; `None` if the task is gone (the caller writes it itself).
-async fn hand(queue: &Queue, work: Work) -> Option<Result<Done>> {
+/// Hands work to the writer task and waits for what became of it; writes it here if the task is
+/// gone.
+pub(super) async fn write_through(store: &Store, queue: &Queue, work: Work) -> Result<Done> {
     let (done, wait) = oneshot::channel();
-    queue.send(Job { work, done }).ok()?;
-    wait.await.ok()
-}
-
-/// A change through the writer task: whether it was written.
-pub(super) async fn save(queue: &Queue, update: &Update) -> Option<Result<bool>> {
-    Some(
-        hand(queue, Work::Change(Box::new(update.clone())))
-            .await?
-            .map(|d| matches!(d, Done::Written(true))),
-    )
-}
-
-/// A new case through the writer task.
-pub(super) async fn insert(queue: &Queue, new: NewCase) -> Option<Result<Inserted>> {
-    match hand(queue, Work::Insert(Box::new(new))).await? {
-        Ok(Done::Inserted(i)) => Some(Ok(i)),
-        Ok(Done::Written(_)) => None,
-        Err(e) => Some(Err(e)),
+    match queue.send(Job { work, done }) {
+        Ok(()) => wait.await.unwrap_or_else(|_| {
+            Err(StoreError::Db(
+                "the group writer stopped during a write".into(),
+            ))
+        }),
+        Err(refused) => Ok(write(store, &[&refused.0.work]).await?.remove(0)),
     }
 }
 
@@ -96,7 +94,7 @@ async fn run(store: Store, mut rx: mpsc::UnboundedReceiver<Job>) {
                 }
             }
             Err(e) => {
-                tracing::warn!(error = %e, changes = group.len(), "changes could not be written together; writing them one by one");
+                tracing::warn!(error = %e, writes = group.len(), "writes could not be made together; making them one by one");
                 for j in group {
                     let r = write(&store, &[&j.work]).await.map(|mut d| d.remove(0));
                     let _ = j.done.send(r);
@@ -106,40 +104,44 @@ async fn run(store: Store, mut rx: mpsc::UnboundedReceiver<Job>) {
     }
 }
 
-/// Writes work of distinct cases in one transaction; what became of each, in order.
-async fn write(store: &Store, work: &[&Work]) -> Result<Vec<Done>> {
-    let updates: Vec<&Update> = work
-        .iter()
-        .filter_map(|w| match w {
-            Work::Change(u) => Some(&**u),
-            Work::Insert(_) => None,
-        })
-        .collect();
-    let inserts: Vec<&NewCase> = work
-        .iter()
-        .filter_map(|w| match w {
-            Work::Insert(n) => Some(&**n),
-            Work::Change(_) => None,
-        })
-        .collect();
-    let (written, inserted) = store.save_group(&updates, &inserts).await?;
-    let (mut written, mut inserted) = (written.into_iter(), inserted.into_iter());
+/// Writes a group in one transaction; what became of each piece, in order.
+pub(super) async fn write(store: &Store, work: &[&Work]) -> Result<Vec<Done>> {
+    let mut batch = Batch::default();
+    for w in work {
+        match w {
+            Work::Change(u) => batch.updates.push(&**u),
+            Work::Insert(n) => batch.inserts.push(&**n),
+            Work::Touch(t) => batch.touches.push(t),
+            Work::Published(ids, at) => batch
+                .published
+                .extend(ids.iter().map(|id| (id.as_str(), *at))),
+        }
+    }
+    let written = store.save_group(&batch).await?;
+    let (mut updated, mut inserted) = (written.updated.into_iter(), written.inserted.into_iter());
     Ok(work
         .iter()
         .map(|w| match w {
-            Work::Change(_) => Done::Written(written.next().expect("one answer per change")),
+            Work::Change(_) => Done::Written(updated.next().expect("one answer per change")),
             Work::Insert(_) => Done::Inserted(inserted.next().expect("one answer per case")),
+            Work::Touch(t) => Done::Written(written.touched.contains(&(t.id, t.token.clone()))),
+            Work::Published(..) => Done::Written(true),
         })
         .collect())
 }
 
-/// The oldest waiting changes, one per case, at most `GROUP`; the rest keep their order.
+/// The oldest waiting work: versioned changes and new cases one per case and at most `GROUP`,
+/// everything else as it comes; the rest keeps its order.
 fn take_group(waiting: &mut VecDeque<Job>) -> Vec<Job> {
     let mut group = Vec::new();
     let mut later = VecDeque::new();
     let mut cases = HashSet::new();
     while let Some(j) = waiting.pop_front() {
-        if group.len() < GROUP && cases.insert(j.work.case_id().to_string()) {
+        let fits = match j.work.exclusive() {
+            Some(case_id) => cases.len() < GROUP && cases.insert(case_id.to_string()),
+            None => true,
+        };
+        if fits {
             group.push(j);
         } else {
             later.push_back(j);
@@ -152,28 +154,43 @@ fn take_group(waiting: &mut VecDeque<Job>) -> Vec<Job> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::cache::tests::case;
 
+    /// A versioned change of `case_id`, or with `""` a release of no case.
     fn job(case_id: &str) -> Job {
+        let state = (!case_id.is_empty()).then(|| case(case_id, false));
         Job {
             work: Work::Change(Box::new(Update {
                 case_id: case_id.into(),
+                state,
                 ..Default::default()
             })),
             done: oneshot::channel().0,
         }
     }
 
+    fn ids<'a>(jobs: impl Iterator<Item = &'a Job>) -> Vec<&'a str> {
+        jobs.map(|j| match &j.work {
+            Work::Change(u) => u.case_id.as_str(),
+            _ => "?",
+        })
+        .collect()
+    }
+
     #[test]
     fn a_group_takes_one_change_per_case_and_keeps_the_order_of_the_rest() {
-        let mut waiting: VecDeque<Job> = ["a", "b", "a", "c", "b"].into_iter().map(job).collect();
-        let ids = |v: &mut dyn Iterator<Item = &Job>| -> Vec<String> {
-            v.map(|j| j.work.case_id().to_string()).collect()
-        };
+        let mut waiting: VecDeque<Job> = ["a", "b", "", "a", "c", "", "b"]
+            .into_iter()
+            .map(job)
+            .collect();
         let group = take_group(&mut waiting);
-        assert_eq!(ids(&mut group.iter()), ["a", "b", "c"]);
-        assert_eq!(ids(&mut waiting.iter()), ["a", "b"]);
-        let mut many: VecDeque<Job> = (0..GROUP + 3).map(|i| job(&i.to_string())).collect();
-        assert_eq!(take_group(&mut many).len(), GROUP);
+        assert_eq!(ids(group.iter()), ["a", "b", "", "c", ""]);
+        assert_eq!(ids(waiting.iter()), ["a", "b"]);
+        let mut many: VecDeque<Job> = (0..GROUP + 3)
+            .map(|i| job(&i.to_string()))
+            .chain([job("")])
+            .collect();
+        assert_eq!(take_group(&mut many).len(), GROUP + 1);
         assert_eq!(many.len(), 3);
     }
 }

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use sqlx::Row;
 
-use super::{Backend, OutboxEvent, Result, Store, Timer, outbox_row, timer_row};
+use super::{Backend, Done, OutboxEvent, Result, Store, Timer, Touch, Work, outbox_row, timer_row};
 
 /// What a claim may take of each department's work. Each counted kind belongs to a class (the
 /// runtime's: requests that send, requests that poll); timers of a counted kind are taken only
@@ -257,6 +257,16 @@ impl Store {
         payload: &serde_json::Value,
         lease_until: i64,
     ) -> Result<bool> {
+        if self.group.is_some() {
+            let touch = Touch {
+                id,
+                token: token.to_string(),
+                payload: payload.to_string(),
+                lease_until,
+            };
+            let done = self.write_work(Work::Touch(touch)).await?;
+            return Ok(matches!(done, Done::Written(true)));
+        }
         let r = sqlx::query(self.sql(
             "UPDATE timers SET payload = $1, lease_until = $2 WHERE id = $3 AND lease_owner = $4",
         ))

@@ -21,6 +21,7 @@ pub use dead::{DeadLetter, NewDeadLetter};
 pub use items::{ItemCounts, ItemRow, item_rows};
 pub use leases::Admit;
 
+use std::collections::HashSet;
 use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -30,6 +31,7 @@ use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyPool, Row};
 
 use crate::engine::Case;
+use group::{Done, Work};
 
 #[derive(Debug)]
 pub enum StoreError {
@@ -209,6 +211,33 @@ pub(super) struct NewCase {
     pub first: Update,
 }
 
+/// A claimed timer's new payload and lease (see `touch`).
+#[derive(Debug, Clone)]
+pub(super) struct Touch {
+    pub id: i64,
+    pub token: String,
+    pub payload: String,
+    pub lease_until: i64,
+}
+
+/// Writes made in one transaction (`group.rs`).
+#[derive(Default)]
+pub(super) struct Batch<'a> {
+    pub updates: Vec<&'a Update>,
+    pub inserts: Vec<&'a NewCase>,
+    pub touches: Vec<&'a Touch>,
+    /// Events confirmed by the broker, and when.
+    pub published: Vec<(&'a str, i64)>,
+}
+
+/// What a batch wrote: per change whether it was written, per new case whether it was new, and
+/// the touches whose claim held (timer id, claim).
+pub(super) struct Written {
+    pub updated: Vec<bool>,
+    pub inserted: Vec<Inserted>,
+    pub touched: HashSet<(i64, String)>,
+}
+
 /// The result of storing a new case.
 #[derive(Debug, PartialEq)]
 pub enum Inserted {
@@ -335,8 +364,8 @@ impl Store {
             // WAL lets readers run beside the one writer: loads and scans never queue behind a
             // transaction. Opened after the migration, so they see the current schema.
             store.read = connect(backend, &url, SQLITE_READERS, Role::Read).await?;
-            store.group = Some(group::start(store.clone()));
             store.cache = Some(Arc::default());
+            store.group = Some(group::start(store.clone()));
         }
         Ok(store)
     }
@@ -450,12 +479,9 @@ impl Store {
             submission: submission.to_string(),
             first,
         };
-        let inserted = match &self.group {
-            Some(queue) => match group::insert(queue, new.clone()).await {
-                Some(inserted) => inserted?,
-                None => self.save_group(&[], &[&new]).await?.1.remove(0),
-            },
-            None => self.save_group(&[], &[&new]).await?.1.remove(0),
+        let inserted = match self.write_work(Work::Insert(Box::new(new.clone()))).await? {
+            Done::Inserted(i) => i,
+            Done::Written(_) => unreachable!("a new case is answered with Inserted"),
         };
         if let (Inserted::New, Some(cache)) = (&inserted, &self.cache) {
             cache.offer(&StoredCase {
@@ -494,33 +520,40 @@ impl Store {
     /// Applies an update if the case is still at `update.version`; `false` when another writer
     /// got there first (load again and retry).
     pub async fn save(&self, update: &Update) -> Result<bool> {
-        let written = match &self.group {
-            Some(queue) => match group::save(queue, update).await {
-                Some(written) => written,
-                None => self.save_group(&[update], &[]).await.map(|(w, _)| w[0]),
-            },
-            None => self.save_group(&[update], &[]).await.map(|(w, _)| w[0]),
-        };
-        if let Some(cache) = &self.cache {
-            match &written {
-                Ok(w) => cache.saved(update, *w),
-                Err(_) => cache.forget(&update.case_id),
-            }
-        }
-        written
+        let done = self
+            .write_work(Work::Change(Box::new(update.clone())))
+            .await?;
+        Ok(matches!(done, Done::Written(true)))
     }
 
-    /// Writes changes and new cases, each of a distinct case, in one transaction (see `save` and
-    /// `insert_case`): per change whether it was written, per new case whether it was stored.
-    async fn save_group(
-        &self,
-        updates: &[&Update],
-        inserts: &[&NewCase],
-    ) -> Result<(Vec<bool>, Vec<Inserted>)> {
+    /// One write through the group writer (SQLite), else in a transaction of its own.
+    async fn write_work(&self, work: Work) -> Result<Done> {
+        match &self.group {
+            Some(queue) => group::write_through(self, queue, work).await,
+            None => Ok(group::write(self, &[&work]).await?.remove(0)),
+        }
+    }
+
+    /// Writes a batch in one transaction (see `save`, `insert_case`, `group.rs`).
+    /// The cached cases it changes are held from before the commit until they show its outcome
+    /// (`cache.rs`).
+    async fn save_group(&self, batch: &Batch<'_>) -> Result<Written> {
         let mut tx = self.begin_write().await?;
-        let done = self.write_group(&mut tx, updates, inserts).await?;
-        tx.commit().await?;
-        Ok(done)
+        let written = self.write_group(&mut tx, batch).await?;
+        let Some(cache) = &self.cache else {
+            tx.commit().await?;
+            return Ok(written);
+        };
+        let changes = || batch.updates.iter().filter(|u| u.state.is_some());
+        cache.hold(changes().map(|u| u.case_id.as_str()));
+        let committed = tx.commit().await;
+        for (u, w) in batch.updates.iter().zip(&written.updated) {
+            if u.state.is_some() {
+                cache.settle(u, *w && committed.is_ok());
+            }
+        }
+        committed?;
+        Ok(written)
     }
 
     /// Releases claimed timers outside a case update.
@@ -529,9 +562,7 @@ impl Store {
             release: releases.to_vec(),
             ..Default::default()
         };
-        let mut tx = self.begin_write().await?;
-        self.write_parts(&mut tx, &[&u]).await?;
-        tx.commit().await?;
+        self.write_work(Work::Change(Box::new(u))).await?;
         Ok(())
     }
 
@@ -564,20 +595,18 @@ impl Store {
         rows.iter().map(outbox_row).collect()
     }
 
-    /// Marks several events published, a hundred per statement.
+    /// Marks several events published, a hundred per statement (on SQLite with the group writer's
+    /// next transaction).
     pub async fn mark_published_all(&self, event_ids: &[String], now: i64) -> Result<()> {
-        for chunk in event_ids.chunks(100) {
-            let list: Vec<String> = (0..chunk.len()).map(|i| format!("${}", i + 2)).collect();
-            let q = format!(
-                "UPDATE outbox SET published_at = $1 WHERE event_id IN ({})",
-                list.join(", ")
-            );
-            let mut query = sqlx::query(self.sql(&q)).bind(now);
-            for id in chunk {
-                query = query.bind(id);
-            }
-            query.execute(&self.pool).await?;
+        if self.group.is_some() {
+            self.write_work(Work::Published(event_ids.to_vec(), now))
+                .await?;
+            return Ok(());
         }
+        let mut tx = self.begin_write().await?;
+        let marks: Vec<(&str, i64)> = event_ids.iter().map(|id| (id.as_str(), now)).collect();
+        self.write_published(&mut tx, &marks).await?;
+        tx.commit().await?;
         Ok(())
     }
 

@@ -9,8 +9,8 @@ use std::collections::{HashMap, HashSet};
 use sqlx::Row;
 
 use super::{
-    AuditRecord, Backend, Inserted, NewCase, NewTimer, Release, Result, Store, StoreError, Update,
-    chain_hash,
+    AuditRecord, Backend, Batch, Inserted, NewCase, NewTimer, Release, Result, Store, StoreError,
+    Touch, Update, Written, chain_hash,
 };
 use crate::engine::Case;
 use crate::store::item_rows;
@@ -57,31 +57,28 @@ fn last_per_key<'a>(timers: impl Iterator<Item = &'a NewTimer>) -> Vec<&'a NewTi
 }
 
 impl Store {
-    /// Writes new cases and changes of distinct cases in the open transaction: a new case only if
-    /// its id is free, a change with a state only if its case is still at the version it was
-    /// computed from. Returns, per change, whether it was written (`false`: another writer changed
-    /// the case first; load again and retry), and per new case whether it was stored.
-    pub(super) async fn write_group(
-        &self,
-        tx: &mut Tx<'_>,
-        updates: &[&Update],
-        inserts: &[&NewCase],
-    ) -> Result<(Vec<bool>, Vec<Inserted>)> {
-        let inserted = self.insert_cases(tx, inserts).await?;
-        let stored: Vec<&NewCase> = inserts
+    /// Writes a batch in the open transaction: a new case only if its id is free, a change with a
+    /// state only if its case is still at the version it was computed from (`false`: another
+    /// writer changed the case first; load again and retry), a touch only while its claim holds.
+    pub(super) async fn write_group(&self, tx: &mut Tx<'_>, batch: &Batch<'_>) -> Result<Written> {
+        let inserted = self.insert_cases(tx, &batch.inserts).await?;
+        let stored: Vec<&NewCase> = batch
+            .inserts
             .iter()
             .zip(&inserted)
             .filter(|(_, i)| **i == Inserted::New)
             .map(|(n, _)| *n)
             .collect();
-        let current = self.update_cases(tx, updates).await?;
-        let written: Vec<bool> = updates
+        let current = self.update_cases(tx, &batch.updates).await?;
+        let updated: Vec<bool> = batch
+            .updates
             .iter()
             .map(|u| u.state.is_none() || current.contains(&u.case_id))
             .collect();
-        let applied: Vec<&Update> = updates
+        let applied: Vec<&Update> = batch
+            .updates
             .iter()
-            .zip(&written)
+            .zip(&updated)
             .filter(|(_, w)| **w)
             .map(|(u, _)| *u)
             .chain(stored.iter().map(|n| &n.first))
@@ -93,7 +90,74 @@ impl Store {
             .collect();
         self.write_items(tx, &states).await?;
         self.write_parts(tx, &applied).await?;
-        Ok((written, inserted))
+        let touched = self.write_touches(tx, &batch.touches).await?;
+        self.write_published(tx, &batch.published).await?;
+        Ok(Written {
+            updated,
+            inserted,
+            touched,
+        })
+    }
+
+    /// New payloads and leases of claimed timers, while each claim holds; the claims written.
+    async fn write_touches(
+        &self,
+        tx: &mut Tx<'_>,
+        touches: &[&Touch],
+    ) -> Result<HashSet<(i64, String)>> {
+        let mut touched = HashSet::new();
+        for chunk in touches.chunks(CHUNK) {
+            let q = format!(
+                "WITH v(id, token, payload, lease_until) AS (VALUES {}) \
+                 UPDATE timers SET payload = v.payload, lease_until = v.lease_until \
+                 FROM v WHERE timers.id = v.id AND timers.lease_owner = v.token \
+                 RETURNING timers.id, timers.lease_owner",
+                values(chunk.len(), 4, 1)
+            );
+            let mut query = sqlx::query(self.sql(&q));
+            for t in chunk {
+                query = query
+                    .bind(t.id)
+                    .bind(&t.token)
+                    .bind(&t.payload)
+                    .bind(t.lease_until);
+            }
+            for row in query.fetch_all(&mut **tx).await? {
+                touched.insert((row.try_get(0)?, row.try_get(1)?));
+            }
+        }
+        Ok(touched)
+    }
+
+    /// Marks events published, one statement per moment and hundred events.
+    pub(super) async fn write_published(
+        &self,
+        tx: &mut Tx<'_>,
+        marks: &[(&str, i64)],
+    ) -> Result<()> {
+        let mut moments: Vec<i64> = marks.iter().map(|(_, at)| *at).collect();
+        moments.sort_unstable();
+        moments.dedup();
+        for at in moments {
+            let ids: Vec<&str> = marks
+                .iter()
+                .filter(|(_, a)| *a == at)
+                .map(|(id, _)| *id)
+                .collect();
+            for chunk in ids.chunks(CHUNK) {
+                let list: Vec<String> = (0..chunk.len()).map(|i| format!("${}", i + 2)).collect();
+                let q = format!(
+                    "UPDATE outbox SET published_at = $1 WHERE event_id IN ({})",
+                    list.join(", ")
+                );
+                let mut query = sqlx::query(self.sql(&q)).bind(at);
+                for id in chunk {
+                    query = query.bind(*id);
+                }
+                query.execute(&mut **tx).await?;
+            }
+        }
+        Ok(())
     }
 
     /// The case rows of new cases whose id is free; per case, whether it was new (an id taken
@@ -291,24 +355,30 @@ impl Store {
             }
             query.execute(&mut **tx).await?;
         }
-        for r in releases {
-            if let Release::Reschedule {
-                id,
-                token,
-                due_at,
-                payload,
-            } = r
-            {
-                sqlx::query(self.sql(
-                    "UPDATE timers SET due_at = $1, payload = $2, lease_owner = NULL, lease_until = NULL WHERE id = $3 AND lease_owner = $4",
-                ))
-                .bind(*due_at)
-                .bind(payload.to_string())
-                .bind(*id)
-                .bind(token)
-                .execute(&mut **tx)
-                .await?;
+        let reschedules: Vec<(i64, &str, i64, String)> = releases
+            .iter()
+            .filter_map(|r| match r {
+                Release::Reschedule {
+                    id,
+                    token,
+                    due_at,
+                    payload,
+                } => Some((*id, token.as_str(), *due_at, payload.to_string())),
+                Release::Delete { .. } => None,
+            })
+            .collect();
+        for chunk in reschedules.chunks(CHUNK) {
+            let q = format!(
+                "WITH v(id, token, due_at, payload) AS (VALUES {}) \
+                 UPDATE timers SET due_at = v.due_at, payload = v.payload, lease_owner = NULL, lease_until = NULL \
+                 FROM v WHERE timers.id = v.id AND timers.lease_owner = v.token",
+                values(chunk.len(), 4, 1)
+            );
+            let mut query = sqlx::query(self.sql(&q));
+            for (id, token, due_at, payload) in chunk {
+                query = query.bind(*id).bind(*token).bind(*due_at).bind(payload);
             }
+            query.execute(&mut **tx).await?;
         }
         Ok(())
     }

@@ -2,7 +2,8 @@
 
 use std::time::Duration;
 
-use onething::store::{Admit, Store, TimerClock, Update};
+use onething::store::{Admit, Release, Store, Timer, TimerClock, Update};
+use serde_json::json;
 
 use super::{case, event, timer};
 
@@ -294,4 +295,85 @@ pub async fn claims_take_no_more_than_a_department_has_room_for(store: &Store) {
     assert_eq!(count(&more, "police", "push"), 6);
     assert_eq!(count(&more, "police", "poll"), 2);
     assert_eq!(count(&more, "health", "push"), 2);
+}
+
+/// Touches and releases made at once (on SQLite, one transaction of the group writer): each
+/// written while its claim holds, and only then.
+pub async fn touches_and_releases_write_only_while_the_claim_holds(store: &Store) {
+    let first = Update {
+        case_id: "W".into(),
+        timers: ["push", "query", "withdraw"]
+            .into_iter()
+            .map(|k| timer("W", k, TimerClock::Real, 100))
+            .collect(),
+        now: 1,
+        ..Default::default()
+    };
+    store.insert_case(&case("W"), "{}", first).await.unwrap();
+    let claimed = store
+        .claim_due((1000, 1000), "a", LEASE, 10, Admit::all())
+        .await
+        .unwrap();
+    assert_eq!(claimed.len(), 3);
+    let of = |timers: &[Timer], kind: &str| timers.iter().find(|t| t.kind == kind).unwrap().clone();
+    let (p, q) = (of(&claimed, "push"), of(&claimed, "query"));
+    let (sent, unsent, stale) = (
+        json!({"sent": true}),
+        json!({"sent": false}),
+        json!({"x": 1}),
+    );
+    let (a, b, stale) = tokio::join!(
+        store.touch(p.id, &p.token, &sent, 50_000),
+        store.touch(q.id, &q.token, &unsent, 50_000),
+        store.touch(q.id, "not-the-claim", &stale, 50_000),
+    );
+    assert_eq!(
+        (a.unwrap(), b.unwrap(), stale.unwrap()),
+        (true, true, false)
+    );
+    // Once the touched leases ran out, another instance finds the new payloads.
+    let again = store
+        .claim_due((1000, 60_000), "b", LEASE, 10, Admit::all())
+        .await
+        .unwrap();
+    assert_eq!(of(&again, "push").payload, json!({"sent": true}));
+    assert_eq!(of(&again, "query").payload, json!({"sent": false}));
+    let (p, q, w) = (
+        of(&again, "push"),
+        of(&again, "query"),
+        of(&again, "withdraw"),
+    );
+    let reschedule = |t: &Timer, token: &str, due_at: i64| Release::Reschedule {
+        id: t.id,
+        token: token.into(),
+        due_at,
+        payload: json!({"due": due_at}),
+    };
+    let moves = [
+        reschedule(&p, &p.token, 7000),
+        reschedule(&q, &q.token, 8000),
+        reschedule(&w, "not-the-claim", 9000),
+    ];
+    let delete = [Release::Delete {
+        id: w.id,
+        token: w.token.clone(),
+    }];
+    let (one, two) = tokio::join!(store.release(&moves), store.release(&delete));
+    one.unwrap();
+    two.unwrap();
+    let left: Vec<(String, i64)> = store
+        .timers_of("W")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|(_, kind, due)| (kind, due))
+        .collect();
+    assert_eq!(left, [("push".into(), 7000), ("query".into(), 8000)]);
+    // Rescheduled timers are nobody's: due again at their new time.
+    let due = store
+        .claim_due((1000, 8000), "c", LEASE, 10, Admit::all())
+        .await
+        .unwrap();
+    assert_eq!(due.len(), 2);
+    assert_eq!(of(&due, "query").payload, json!({"due": 8000}));
 }
