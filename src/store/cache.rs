@@ -80,22 +80,18 @@ impl Cache {
                 inner.held.remove(id);
             }
         }
-        let next = match (inner.cases.get(id), &update.state) {
+        let kept = inner.cases.get_mut(id);
+        match (kept, &update.state) {
             (Some(kept), Some(state))
                 if written && kept.version == update.version && !state.completed =>
             {
-                StoredCase {
-                    state: state.clone(),
-                    submission: kept.submission.clone(),
-                    version: update.version + 1,
-                }
+                kept.state = state.clone();
+                kept.version = update.version + 1;
             }
             _ => {
                 inner.cases.remove(id);
-                return;
             }
-        };
-        inner.cases.insert(id.clone(), next);
+        }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
