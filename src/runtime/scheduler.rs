@@ -70,6 +70,10 @@ pub async fn run(gw: Arc<Gateway>, mut stop: watch::Receiver<bool>) -> JoinSet<(
             .await
         {
             Ok(timers) if !timers.is_empty() => {
+                // Fewer than asked for: nothing else is claimable now, so wait for news rather
+                // than ask again at once (with a department's backlog waiting for its limits,
+                // every claim reads past that backlog).
+                let all = (timers.len() as i64) < free;
                 for t in timers {
                     let key = r.in_hand.took(&t.kind, &t.department);
                     let gw = gw.clone();
@@ -78,7 +82,9 @@ pub async fn run(gw: Arc<Gateway>, mut stop: watch::Receiver<bool>) -> JoinSet<(
                         r.keys.insert(id, key);
                     }
                 }
-                continue;
+                if !all {
+                    continue;
+                }
             }
             Ok(_) => {}
             Err(e) => tracing::warn!(error = %e, "cannot read timers"),
