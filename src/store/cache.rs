@@ -1,19 +1,19 @@
 //! Open cases as this process last stored them, kept in memory on SQLite. A case is loaded for
 //! every timer, callback and poll that touches it (some 26 times for a newborn case); each load
 //! was a round trip to a SQLite thread and a parse of the state. On SQLite the file is this
-//! process's own and every change of a case is written by `Store::save_group`, which holds the
-//! case's entry from before its commit until the entry shows the committed state: meanwhile
-//! loads read the file, so no load ever sees a state older than the file's (a push timer
-//! committed with a change must find the case as that change left it). A change computed from a
-//! stale entry would still fail its version check like any other. Bounded; completed cases
-//! leave it.
+//! process's own and every change of a case is written by `Store::save_group`, which tells the
+//! cache: so the cache knows each cached case's committed version, and never keeps a read older
+//! than that (a read that raced a change). The case is held from before a change's commit until
+//! its entry shows the commit; meanwhile loads read the file. No load therefore sees a state
+//! older than the file's: a push timer committed with a change must find the case as that change
+//! left it. Bounded; completed cases leave it (their version stays known).
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
 
 use super::{StoredCase, Update};
 
-/// Open cases kept at most (a newborn case is a few kilobytes with its submission).
+/// Cases kept at most (a newborn case is a few kilobytes with its submission).
 const CAPACITY: usize = 4096;
 
 #[derive(Default)]
@@ -21,9 +21,15 @@ pub(super) struct Cache {
     inner: Mutex<Inner>,
 }
 
+/// A case's committed version, and the case itself when known and open.
+struct Kept {
+    version: i64,
+    case: Option<StoredCase>,
+}
+
 #[derive(Default)]
 struct Inner {
-    cases: HashMap<String, StoredCase>,
+    cases: HashMap<String, Kept>,
     /// Cases whose change is being committed: their entries are not to be read or replaced.
     held: HashMap<String, u32>,
     /// Ids in the order they came in, to evict the oldest (ids already gone are skipped).
@@ -37,27 +43,26 @@ impl Cache {
         if inner.held.contains_key(case_id) {
             return None;
         }
-        inner.cases.get(case_id).cloned()
+        inner.cases.get(case_id)?.case.clone()
     }
 
-    /// A case as read from the store or just inserted: kept unless completed, held, or older than
-    /// what is kept already (a read that raced a newer change).
+    /// A case as read from the store or just inserted: kept unless held, older than the version
+    /// known (a read that raced a change), or completed.
     pub fn offer(&self, case: &StoredCase) {
         let mut inner = self.lock();
         let id = &case.state.case_id;
         if inner.held.contains_key(id) {
             return;
         }
-        if case.state.completed {
-            inner.cases.remove(id);
-            return;
-        }
-        let newer = inner
-            .cases
-            .get(id)
-            .is_none_or(|kept| kept.version < case.version);
-        if newer {
-            inner.keep(case.clone());
+        let wanted = match inner.cases.get(id) {
+            None => true,
+            Some(kept) => {
+                kept.version < case.version || (kept.version == case.version && kept.case.is_none())
+            }
+        };
+        if wanted {
+            let open = (!case.state.completed).then(|| case.clone());
+            inner.keep(id.clone(), case.version, open);
         }
     }
 
@@ -69,8 +74,10 @@ impl Cache {
         }
     }
 
-    /// After the commit of a held change: a written one moves its case to the next version, a
-    /// refused one (another writer was first) or a failed commit (`written: false`) drops it.
+    /// After the commit of a held change. A written one moves its case to the next version (its
+    /// state kept if the entry had the case it was computed from). One not written (another
+    /// writer was first, whose own commit already moved the entry on, or the commit failed and
+    /// the file is unchanged) leaves the entry as it is.
     pub fn settle(&self, update: &Update, written: bool) {
         let mut inner = self.lock();
         let id = &update.case_id;
@@ -80,17 +87,23 @@ impl Cache {
                 inner.held.remove(id);
             }
         }
-        let kept = inner.cases.get_mut(id);
-        match (kept, &update.state) {
-            (Some(kept), Some(state))
-                if written && kept.version == update.version && !state.completed =>
-            {
-                kept.state = state.clone();
-                kept.version = update.version + 1;
+        let Some(state) = update.state.as_ref().filter(|_| written) else {
+            return;
+        };
+        let version = update.version + 1;
+        match inner.cases.get_mut(id) {
+            Some(kept) => {
+                let follows = kept.version == update.version && !state.completed;
+                match (&mut kept.case, follows) {
+                    (Some(case), true) => {
+                        case.state = state.clone();
+                        case.version = version;
+                    }
+                    (case, _) => *case = None,
+                }
+                kept.version = version;
             }
-            _ => {
-                inner.cases.remove(id);
-            }
+            None => inner.keep(id.clone(), version, None),
         }
     }
 
@@ -100,9 +113,12 @@ impl Cache {
 }
 
 impl Inner {
-    fn keep(&mut self, case: StoredCase) {
-        let id = case.state.case_id.clone();
-        if self.cases.insert(id.clone(), case).is_none() {
+    fn keep(&mut self, id: String, version: i64, case: Option<StoredCase>) {
+        if self
+            .cases
+            .insert(id.clone(), Kept { version, case })
+            .is_none()
+        {
             self.order.push_back(id);
         }
         while self.cases.len() > CAPACITY {
@@ -163,17 +179,21 @@ pub(super) mod tests {
     }
 
     #[test]
-    fn a_written_change_moves_the_case_on_and_a_refused_one_drops_it() {
+    fn a_written_change_moves_the_case_on_and_one_not_written_leaves_it() {
         let cache = Cache::default();
         cache.offer(&stored("A", 1));
         save(&cache, &change("A", 1, false), true);
         assert_eq!(cache.get("A").map(|c| c.version), Some(2));
-        // Computed from version 1 again (a stale copy): whatever is stored now is unknown.
-        save(&cache, &change("A", 1, false), true);
+        // Computed from version 1 again (a stale read) and refused: the entry is still right.
+        save(&cache, &change("A", 1, false), false);
+        assert_eq!(cache.get("A").map(|c| c.version), Some(2));
+        // Written from a copy the cache did not have: only the version is known now.
+        save(&cache, &change("A", 7, false), true);
         assert!(cache.get("A").is_none());
-        cache.offer(&stored("A", 3));
-        save(&cache, &change("A", 3, false), false);
-        assert!(cache.get("A").is_none());
+        cache.offer(&stored("A", 7));
+        assert!(cache.get("A").is_none(), "older than the version known");
+        cache.offer(&stored("A", 8));
+        assert_eq!(cache.get("A").map(|c| c.version), Some(8));
     }
 
     #[test]
@@ -189,6 +209,18 @@ pub(super) mod tests {
     }
 
     #[test]
+    fn a_read_that_raced_a_change_of_an_uncached_case_is_not_kept() {
+        let cache = Cache::default();
+        // A load read version 1 from the file; before it offers it, version 1 → 2 commits (the
+        // case was not cached, so the cache learns only the version).
+        save(&cache, &change("A", 1, false), true);
+        cache.offer(&stored("A", 1));
+        assert!(cache.get("A").is_none(), "version 1 is stale");
+        cache.offer(&stored("A", 2));
+        assert_eq!(cache.get("A").map(|c| c.version), Some(2));
+    }
+
+    #[test]
     fn completed_cases_leave_and_older_reads_never_replace_newer_entries() {
         let cache = Cache::default();
         cache.offer(&stored("A", 5));
@@ -196,6 +228,8 @@ pub(super) mod tests {
         assert_eq!(cache.get("A").map(|c| c.version), Some(5));
         save(&cache, &change("A", 5, true), true);
         assert!(cache.get("A").is_none());
+        cache.offer(&stored("A", 5));
+        assert!(cache.get("A").is_none(), "a late read of the open case");
         let mut done = stored("B", 1);
         done.state.completed = true;
         cache.offer(&done);
