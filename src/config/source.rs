@@ -70,13 +70,17 @@ impl SourceFile {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Problem {
     pub file: String,
+    /// 1-based; 0 for the file as a whole (missing, unreadable, or a year's calendar not there).
     pub line: usize,
     pub message: String,
 }
 
 impl fmt::Display for Problem {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}:{}: {}", self.file, self.line, self.message)
+        match self.line {
+            0 => write!(f, "{}: {}", self.file, self.message),
+            line => write!(f, "{}:{line}: {}", self.file, self.message),
+        }
     }
 }
 
@@ -112,3 +116,19 @@ impl fmt::Display for Problems {
 }
 
 impl std::error::Error for Problems {}
+
+#[cfg(test)]
+mod tests {
+    use super::Problem;
+
+    #[test]
+    fn a_problem_names_its_line_or_only_its_file() {
+        let p = |line| Problem {
+            file: "mappings/calendar/2027.toml".into(),
+            line,
+            message: "missing".into(),
+        };
+        assert_eq!(p(3).to_string(), "mappings/calendar/2027.toml:3: missing");
+        assert_eq!(p(0).to_string(), "mappings/calendar/2027.toml: missing");
+    }
+}
