@@ -14,7 +14,14 @@ use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+mod children;
+mod measure;
+mod seed;
 mod unlimited;
+
+use children::{free_ports, get, log_summary, spawn, stop, wait_http};
+use measure::{cpu, machine, memory, spread};
+use seed::{seed, submission};
 
 use clap::{Parser, ValueEnum};
 use lapin::message::DeliveryResult;
@@ -113,234 +120,6 @@ fn secs(t: Instant) -> f64 {
     t.elapsed().as_secs_f64()
 }
 
-/// `n` distinct free ports below the ephemeral range (outgoing connections cannot take them
-/// between this check and the children's bind).
-fn free_ports(n: usize) -> Vec<u16> {
-    let mut held = Vec::new();
-    while held.len() < n {
-        let port = rand::random_range(20_000..32_000);
-        if let Ok(l) = std::net::TcpListener::bind(("127.0.0.1", port)) {
-            held.push(l);
-        }
-    }
-    held.iter()
-        .map(|l| l.local_addr().expect("bound").port())
-        .collect()
-}
-
-/// (VmRSS, VmHWM) in MB.
-fn memory(pid: u32) -> (f64, f64) {
-    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    let kb = |k: &str| {
-        let line = s.lines().find(|l| l.starts_with(k)).unwrap_or_default();
-        line.split_whitespace()
-            .nth(1)
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0.0)
-            / 1024.0
-    };
-    (kb("VmRSS:"), kb("VmHWM:"))
-}
-
-/// CPU seconds (user + system) of a process.
-fn cpu(pid: &str) -> f64 {
-    let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let f: Vec<&str> = s
-        .rsplit(')')
-        .next()
-        .unwrap_or("")
-        .split_whitespace()
-        .collect();
-    f.get(11..13).map_or(0.0, |t| {
-        t.iter().map(|v| v.parse().unwrap_or(0.0)).sum::<f64>() / 100.0
-    })
-}
-
-/// (busy, all) CPU seconds of the whole machine so far.
-fn machine() -> (f64, f64) {
-    let s = std::fs::read_to_string("/proc/stat").unwrap_or_default();
-    let line = s.lines().next().unwrap_or_default();
-    let f: Vec<f64> = line
-        .split_whitespace()
-        .skip(1)
-        .map(|v| v.parse().unwrap_or(0.0))
-        .collect();
-    let all: f64 = f.iter().take(8).sum();
-    (
-        (all - f.get(3).unwrap_or(&0.0) - f.get(4).unwrap_or(&0.0)) / 100.0,
-        all / 100.0,
-    )
-}
-
-/// The fixture with a unique case id, a varied child name and the requested items.
-fn submission(fixture: &Value, case_id: &str, i: usize, items: &[String]) -> Value {
-    const FAMILY: [&str; 8] = ["王", "李", "张", "刘", "陈", "杨", "赵", "黄"];
-    const GIVEN: [&str; 8] = [
-        "子涵", "一诺", "浩然", "欣怡", "梓萱", "宇轩", "雨桐", "俊杰",
-    ];
-    let mut v = fixture.clone();
-    v["case_id"] = case_id.into();
-    v["form"]["child"]["name"] = format!("{}{}", FAMILY[i % 8], GIVEN[(i / 8) % 8]).into();
-    if !items.is_empty() {
-        v["items"] = items.into();
-    }
-    v
-}
-
-/// Stores `n` newborn cases as after a full, approved life: the state machine is driven (pushes
-/// taken, approvals reported) and the final state, every event and the audit records go in one
-/// `insert_case` each; the events are then marked published.
-async fn seed(run: &Run, url: &str) -> Result<(), String> {
-    let c = run.env.clone();
-    let env: onething::runtime::Env = Arc::new(move |k: &str| c.get(k).cloned());
-    let cfg = onething::runtime::RunConfig::from_env(PathBuf::from(ROOT).join("mappings"), env)?;
-    let gw = onething::runtime::gateway(&cfg).await?;
-    let config = gw.config();
-    let (started, cal) = (Instant::now(), &config.calendar);
-    for i in 0..run.args.seed {
-        let id = format!("410225-S{}-{i:06}", run.tag);
-        let v = submission(&run.fixture, &id, i, &[]);
-        let mut case = onething::runtime::intake::new_case(&config, &v);
-        let now = gw.clock.now();
-        let ms = now.timestamp_millis();
-        let rec = |it: Option<&str>, dept: Option<&str>, kind: &str| {
-            AuditRecord::new(&id, it, dept, ms, kind, kind, Some(kind.as_bytes()))
-        };
-        let mut audit = vec![rec(None, None, "inbound")];
-        let mut fx = onething::engine::apply(&mut case, Input::Received, now, cal);
-        let mut k = 0;
-        while let Some(f) = fx.get(k).cloned() {
-            k += 1;
-            let Effect::Push { item, push } = f else {
-                continue;
-            };
-            let dept = case.items[&item].department.clone();
-            for kind in ["push", "answer", "callback"] {
-                audit.push(rec(Some(&item), Some(&dept), kind));
-            }
-            let (item, reference) = (item.clone(), Some(format!("R{i}")));
-            let taken = Input::PushTaken {
-                item: item.clone(),
-                push,
-                reference,
-            };
-            fx.extend(onething::engine::apply(&mut case, taken, now, cal));
-            if push != Push::Prereview {
-                let keys = ["licence_no", "issued_at", "citizen_id", "hukou_no"];
-                let keys = keys.into_iter().chain(["insured_no", "card_no"]);
-                let results = keys.map(|k| (k.to_string(), format!("{k}-{i}"))).collect();
-                let change = Change::Approved {
-                    results,
-                    accepted_at: None,
-                };
-                let report = Input::Report {
-                    item,
-                    reference: None,
-                    change,
-                };
-                fx.extend(onething::engine::apply(&mut case, report, now, cal));
-            }
-        }
-        let extra = onething::runtime::apply::Extra {
-            audit,
-            ..Default::default()
-        };
-        let (update, _) = onething::runtime::apply::to_update(&gw, &case, &fx, &extra);
-        gw.store
-            .insert_case(&case, &v.to_string(), update)
-            .await
-            .map_err(e)?;
-        if (i + 1) % 10_000 == 0 {
-            eprintln!(
-                "seeded {} cases ({:.0}/s)",
-                i + 1,
-                (i + 1) as f64 / secs(started)
-            );
-        }
-    }
-    gw.store.close().await;
-    let pool = sqlx::AnyPool::connect(url).await.map_err(e)?;
-    let sql = "UPDATE outbox SET published_at = created_at WHERE published_at IS NULL";
-    sqlx::query(sql).execute(&pool).await.map_err(e)?;
-    pool.close().await;
-    let (n, t) = (run.args.seed, secs(started));
-    println!(
-        "seeded {n} completed cases in {t:.0} s ({:.0}/s with insert_case)",
-        n as f64 / t
-    );
-    Ok(())
-}
-
-/// Starts `onething ARGS` with `env`, its stdout and stderr into files in `work`.
-fn spawn(bin: &Path, args: &[&str], env: &HashMap<String, String>, logs: [PathBuf; 2]) -> Child {
-    let [out, err] = logs.map(|p| Stdio::from(std::fs::File::create(p).expect("log file")));
-    let mut cmd = Command::new(bin);
-    cmd.args(args)
-        .current_dir(ROOT)
-        .envs(env)
-        .stdout(out)
-        .stderr(err);
-    cmd.spawn().expect("cannot start a child")
-}
-
-/// SIGTERM, then up to 20 s for the exit status.
-fn stop(name: &str, child: &mut Child) -> String {
-    let _ = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status();
-    let asked = Instant::now();
-    while secs(asked) < 20.0 {
-        if let Ok(Some(s)) = child.try_wait() {
-            return format!("{name} exited with {s}, {:.1} s after SIGTERM", secs(asked));
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let _ = child.kill();
-    let _ = child.wait();
-    format!("{name} did NOT exit within 20 s of SIGTERM (killed)")
-}
-
-async fn wait_http(http: &reqwest::Client, url: &str, child: &mut Child) -> Result<(), String> {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        if http
-            .get(url)
-            .send()
-            .await
-            .is_ok_and(|r| r.status().as_u16() == 200)
-        {
-            return Ok(());
-        }
-        if let Ok(Some(s)) = child.try_wait() {
-            return Err(format!(
-                "{url}: the process exited with {s} before it was ready"
-            ));
-        }
-        if Instant::now() > deadline {
-            return Err(format!("{url}: not ready after 60 s"));
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-async fn get(http: &reqwest::Client, url: &str) -> String {
-    match http.get(url).send().await {
-        Ok(r) => r.text().await.unwrap_or_default(),
-        Err(err) => format!("({url}: {err})"),
-    }
-}
-
-/// (median, p99, max) of seconds, in ms.
-fn spread(mut v: Vec<f64>) -> [f64; 3] {
-    v.sort_by(f64::total_cmp);
-    let at = |q: f64| v[((v.len() as f64 * q).ceil() as usize).clamp(1, v.len()) - 1] * 1e3;
-    if v.is_empty() {
-        [f64::NAN; 3]
-    } else {
-        [at(0.5), at(0.99), at(1.0)]
-    }
-}
-
 async fn drop_topology(t: &Topology) {
     let Ok(conn) = Connection::connect(AMQP, ConnectionProperties::default()).await else {
         return;
@@ -358,31 +137,6 @@ async fn drop_topology(t: &Topology) {
         }
     }
     let _ = conn.close(200, "done".into()).await;
-}
-
-/// The number of log lines, and the five most frequent (level, message).
-fn log_summary(path: &Path) -> (usize, String) {
-    let text = std::fs::read_to_string(path).unwrap_or_default();
-    let mut by: HashMap<String, usize> = HashMap::new();
-    for l in text.lines() {
-        let v: Value = serde_json::from_str(l).unwrap_or(json!({"message": l}));
-        let msg: String = v["message"]
-            .as_str()
-            .unwrap_or_default()
-            .chars()
-            .take(120)
-            .collect();
-        *by.entry(format!("{} {msg}", v["level"].as_str().unwrap_or("?")))
-            .or_default() += 1;
-    }
-    let mut top: Vec<_> = by.into_iter().collect();
-    top.sort_by_key(|t| std::cmp::Reverse(t.1));
-    let lines: String = top
-        .iter()
-        .take(5)
-        .map(|(k, n)| format!("\n  {n:>7} × {k}"))
-        .collect();
-    (text.lines().count(), lines)
 }
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
