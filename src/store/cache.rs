@@ -146,7 +146,7 @@ pub(super) mod tests {
     pub fn case(id: &str, completed: bool) -> Case {
         Case {
             case_id: id.into(),
-            onething: "newborn".into(),
+            onething: "one-thing".into(),
             items: Default::default(),
             prior_results: Default::default(),
             delivery: serde_json::Value::Null,
