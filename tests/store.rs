@@ -449,6 +449,25 @@ async fn items_are_counted_open_and_overdue(store: &Store) {
     let counts = store.item_counts(now.timestamp_millis()).await.unwrap();
     assert!(counts.open.is_empty() && counts.overdue.is_empty());
     assert!(store.open_item_kinds().await.unwrap().is_empty());
+    // A change that names its altered rows writes those and no others.
+    let stored = store.load("I1").await.unwrap().unwrap();
+    let mut c = stored.state;
+    c.items.get_mut("birth-cert").unwrap().status = Status::Dispatched;
+    let change = |version: i64, items: Vec<onething::store::ItemRow>| Update {
+        case_id: "I1".into(),
+        version,
+        state: Some(c.clone()),
+        now: 3,
+        items: Some(items),
+        ..Default::default()
+    };
+    assert!(store.save(&change(stored.version, vec![])).await.unwrap());
+    let counts = store.item_counts(now.timestamp_millis()).await.unwrap();
+    assert!(counts.open.is_empty(), "no row named, none written");
+    let rows = onething::store::item_rows(&c);
+    assert!(store.save(&change(stored.version + 1, rows)).await.unwrap());
+    let counts = store.item_counts(now.timestamp_millis()).await.unwrap();
+    assert_eq!(counts.open, vec![("health".into(), "dispatched".into(), 1)]);
 }
 
 macro_rules! on_both {

@@ -10,7 +10,9 @@ use serde_json::{Value, json};
 use super::gateway::{Config, Gateway};
 use crate::engine::{self, Case, Effect, Event, Input, Limit, Push, Status};
 use crate::model::time::rfc3339;
-use crate::store::{AuditRecord, NewTimer, OutboxEvent, Release, StoreError, TimerClock, Update};
+use crate::store::{
+    AuditRecord, NewTimer, OutboxEvent, Release, StoreError, TimerClock, Update, item_rows,
+};
 
 /// Timer kinds.
 pub mod kind {
@@ -233,6 +235,7 @@ pub async fn apply(
         let Some(stored) = gw.store.load(case_id).await? else {
             return Ok(None);
         };
+        let rows_before = item_rows(&stored.state);
         let mut case = stored.state;
         let before: Vec<(String, Status)> = case
             .items
@@ -250,6 +253,13 @@ pub async fn apply(
             .audit
             .extend(state_changes(&before, &case, now.timestamp_millis()));
         update.version = stored.version;
+        // Only the item rows this change altered (most changes touch one item of four).
+        update.items = Some(
+            item_rows(&case)
+                .into_iter()
+                .filter(|r| !rows_before.contains(r))
+                .collect(),
+        );
         update.state = Some(case.clone());
         if gw.store.save(&update).await? {
             if !update.timers.is_empty() {

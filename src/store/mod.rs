@@ -201,6 +201,8 @@ pub struct Update {
     pub release: Vec<Release>,
     pub audit: Vec<AuditRecord>,
     pub now: i64,
+    /// The item rows to write with `state`: those that changed; `None`: every item of `state`.
+    pub items: Option<Vec<ItemRow>>,
 }
 
 /// A new case with its first change (events, timers, audit), as `insert_case` stores it.

@@ -13,7 +13,7 @@ use super::{
     Touch, Update, Written, chain_hash,
 };
 use crate::engine::Case;
-use crate::store::item_rows;
+use crate::store::{ItemRow, item_rows};
 
 /// Rows per statement: far below SQLite's and PostgreSQL's limits on bound values.
 const CHUNK: usize = 100;
@@ -83,12 +83,25 @@ impl Store {
             .map(|(u, _)| *u)
             .chain(stored.iter().map(|n| &n.first))
             .collect();
-        let states: Vec<&Case> = stored
-            .iter()
-            .map(|n| &n.state)
-            .chain(applied.iter().filter_map(|u| u.state.as_ref()))
-            .collect();
-        self.write_items(tx, &states).await?;
+        let mut rows: Vec<(&str, ItemRow)> = Vec::new();
+        for n in &stored {
+            let id = n.state.case_id.as_str();
+            rows.extend(item_rows(&n.state).into_iter().map(|r| (id, r)));
+        }
+        for u in &applied {
+            match (&u.state, &u.items) {
+                (Some(_), Some(changed)) => {
+                    rows.extend(changed.iter().map(|r| (u.case_id.as_str(), r.clone())))
+                }
+                (Some(state), None) => rows.extend(
+                    item_rows(state)
+                        .into_iter()
+                        .map(|r| (u.case_id.as_str(), r)),
+                ),
+                (None, _) => {}
+            }
+        }
+        self.write_item_rows(tx, &rows).await?;
         self.write_parts(tx, &applied).await?;
         let touched = self.write_touches(tx, &batch.touches).await?;
         self.write_published(tx, &batch.published).await?;
@@ -385,10 +398,19 @@ impl Store {
 
     /// The cases' item rows (`items`), all in one upsert.
     pub(super) async fn write_items(&self, tx: &mut Tx<'_>, cases: &[&Case]) -> Result<()> {
-        let rows: Vec<_> = cases
+        let rows: Vec<(&str, ItemRow)> = cases
             .iter()
-            .flat_map(|c| item_rows(c).into_iter().map(move |r| (&c.case_id, r)))
+            .flat_map(|c| {
+                item_rows(c)
+                    .into_iter()
+                    .map(move |r| (c.case_id.as_str(), r))
+            })
             .collect();
+        self.write_item_rows(tx, &rows).await
+    }
+
+    /// Item rows of cases, all in one upsert.
+    async fn write_item_rows(&self, tx: &mut Tx<'_>, rows: &[(&str, ItemRow)]) -> Result<()> {
         for chunk in rows.chunks(CHUNK) {
             let q = format!(
                 "INSERT INTO items (case_id, item, department, status, limit_due) VALUES {} \
