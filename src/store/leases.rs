@@ -218,12 +218,11 @@ impl Store {
             return Ok(Vec::new());
         }
         let token = Self::token(owner);
-        let list: Vec<String> = (0..ids.len()).map(|i| format!("${}", i + 4)).collect();
         let q = format!(
-            "UPDATE timers SET lease_owner = $1, lease_until = $2 WHERE id IN ({}) \
+            "UPDATE timers SET lease_owner = $1, lease_until = $2 WHERE id IN {} \
              AND (lease_until IS NULL OR lease_until < $3) \
              RETURNING id, case_id, item, kind, department, clock, due_at, payload",
-            list.join(", ")
+            super::write::values(1, ids.len(), 4)
         );
         let mut query = sqlx::query(self.sql(&q))
             .bind(token.clone())

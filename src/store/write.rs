@@ -20,7 +20,8 @@ const CHUNK: usize = 100;
 
 pub(super) type Tx<'a> = sqlx::Transaction<'a, sqlx::Any>;
 
-/// `($1, $2), ($3, $4)`: placeholders for `rows` rows of `cols` values, numbered from `$first`.
+/// `($1, $2), ($3, $4)`: placeholders for `rows` rows of `cols` values, numbered from `$first`
+/// (one row is an `IN (…)` list).
 pub(super) fn values(rows: usize, cols: usize, first: usize) -> String {
     let mut s = String::new();
     for r in 0..rows {
@@ -158,10 +159,9 @@ impl Store {
                 .map(|(id, _)| *id)
                 .collect();
             for chunk in ids.chunks(CHUNK) {
-                let list: Vec<String> = (0..chunk.len()).map(|i| format!("${}", i + 2)).collect();
                 let q = format!(
-                    "UPDATE outbox SET published_at = $1 WHERE event_id IN ({})",
-                    list.join(", ")
+                    "UPDATE outbox SET published_at = $1 WHERE event_id IN {}",
+                    values(1, chunk.len(), 2)
                 );
                 let mut query = sqlx::query(self.sql(&q)).bind(at);
                 for id in chunk {
@@ -209,11 +209,8 @@ impl Store {
         let mut stored: HashMap<String, String> = HashMap::new();
         for chunk in taken.chunks(CHUNK) {
             let q = format!(
-                "SELECT case_id, submission FROM cases WHERE case_id IN ({})",
-                (1..=chunk.len())
-                    .map(|i| format!("${i}"))
-                    .collect::<Vec<_>>()
-                    .join(", ")
+                "SELECT case_id, submission FROM cases WHERE case_id IN {}",
+                values(1, chunk.len(), 1)
             );
             let mut query = sqlx::query(self.sql(&q));
             for id in chunk {
@@ -502,11 +499,10 @@ impl Store {
         }
         let cases: Vec<&str> = chains.iter().flatten().copied().collect();
         for chunk in cases.chunks(CHUNK) {
-            let marks: Vec<String> = (1..=chunk.len()).map(|i| format!("${i}")).collect();
             let q = format!(
                 "SELECT case_id, hash FROM audit WHERE id IN (SELECT MAX(id) FROM audit \
-                 WHERE case_id IN ({}) GROUP BY case_id)",
-                marks.join(", ")
+                 WHERE case_id IN {} GROUP BY case_id)",
+                values(1, chunk.len(), 1)
             );
             let mut query = sqlx::query(self.sql(&q));
             for c in chunk {
