@@ -82,6 +82,7 @@ impl InHand {
 pub fn admit(rooms: &HashMap<(String, String), usize>) -> Admit<'_> {
     Admit {
         classes: CLASSES,
+        kinds: kind::ALL,
         room: rooms,
     }
 }
