@@ -82,7 +82,6 @@ impl InHand {
 pub fn admit(rooms: &HashMap<(String, String), usize>) -> Admit<'_> {
     Admit {
         classes: CLASSES,
-        kinds: kind::ALL,
         room: rooms,
     }
 }

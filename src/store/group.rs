@@ -2,9 +2,8 @@
 //! its statements, and every commit appends its pages to the WAL, so one transaction per write
 //! caps the gateway at what those round trips allow. Here the hot writes go to one task — case
 //! changes, new cases, timer releases, a push's "sent" mark before it goes out, events the broker
-//! confirmed, the scheduler's and the relay's leases — which writes whatever has queued up
-//! meanwhile in one transaction, each kind of row in one statement (`write_group`). Being the
-//! only user of the writer connection, it never waits for it. A group holds at most one versioned change or new case per
+//! confirmed — which writes whatever has queued up meanwhile in one transaction, each kind of row
+//! in one statement (`write_group`). A group holds at most one versioned change or new case per
 //! case, at most `GROUP` of them. Nothing waits to fill a group: under load the queue fills while
 //! the group before is being written. A group that fails is written again piece by piece, so one
 //! bad change never fails the others.
@@ -13,9 +12,7 @@ use std::collections::{HashSet, VecDeque};
 
 use tokio::sync::{mpsc, oneshot};
 
-use super::{
-    Batch, EventLease, Inserted, Lease, NewCase, Result, Store, StoreError, Timer, Touch, Update,
-};
+use super::{Batch, Inserted, NewCase, Result, Store, StoreError, Touch, Update};
 
 /// Versioned changes and new cases written together at most.
 const GROUP: usize = 64;
@@ -28,10 +25,6 @@ pub(super) enum Work {
     Touch(Touch),
     /// Events the broker confirmed, and when.
     Published(Vec<String>, i64),
-    /// A scheduler's claim of timers.
-    Lease(Lease),
-    /// A relay's claim of events.
-    LeaseEvents(EventLease),
 }
 
 /// What became of a `Work`: whether the change was written (the touch found its claim), whether
@@ -39,8 +32,6 @@ pub(super) enum Work {
 pub(super) enum Done {
     Written(bool),
     Inserted(Inserted),
-    Leased(Vec<Timer>),
-    EventsLeased(u64),
 }
 
 impl Work {
@@ -96,15 +87,7 @@ async fn run(store: Store, mut rx: mpsc::UnboundedReceiver<Job>) {
         }
         let group = take_group(&mut waiting);
         let work: Vec<&Work> = group.iter().map(|j| &j.work).collect();
-        let began = std::time::Instant::now();
-        let r = write(&store, &work).await;
-        tracing::debug!(
-            writes = work.len(),
-            left = waiting.len(),
-            ms = began.elapsed().as_secs_f64() * 1e3,
-            "group written"
-        );
-        match r {
+        match write(&store, &work).await {
             Ok(done) => {
                 for (j, d) in group.into_iter().zip(done) {
                     let _ = j.done.send(Ok(d));
@@ -132,16 +115,10 @@ pub(super) async fn write(store: &Store, work: &[&Work]) -> Result<Vec<Done>> {
             Work::Published(ids, at) => batch
                 .published
                 .extend(ids.iter().map(|id| (id.as_str(), *at))),
-            Work::Lease(l) => batch.leases.push(l),
-            Work::LeaseEvents(l) => batch.event_leases.push(l),
         }
     }
     let written = store.save_group(&batch).await?;
     let (mut updated, mut inserted) = (written.updated.into_iter(), written.inserted.into_iter());
-    let (mut leased, mut events) = (
-        written.leased.into_iter(),
-        written.events_leased.into_iter(),
-    );
     Ok(work
         .iter()
         .map(|w| match w {
@@ -149,10 +126,6 @@ pub(super) async fn write(store: &Store, work: &[&Work]) -> Result<Vec<Done>> {
             Work::Insert(_) => Done::Inserted(inserted.next().expect("one answer per case")),
             Work::Touch(t) => Done::Written(written.touched.contains(&(t.id, t.token.clone()))),
             Work::Published(..) => Done::Written(true),
-            Work::Lease(_) => Done::Leased(leased.next().expect("one answer per lease")),
-            Work::LeaseEvents(_) => {
-                Done::EventsLeased(events.next().expect("one answer per event lease"))
-            }
         })
         .collect())
 }

@@ -3,15 +3,121 @@
 //! `FOR UPDATE SKIP LOCKED`, so concurrent instances take disjoint rows. A live instance renews
 //! its leases; one that dies stops renewing, and its work is taken over once they run out.
 
+use std::collections::HashMap;
 use std::time::Duration;
 
-use super::{Backend, Done, EventLease, OutboxEvent, Result, Store, Touch, Work, outbox_row};
+use sqlx::Row;
+
+use super::{Backend, Done, OutboxEvent, Result, Store, Timer, Touch, Work, outbox_row, timer_row};
+
+/// What a claim may take of each department's work. Each counted kind belongs to a class (the
+/// runtime's: requests that send, requests that poll); timers of a counted kind are taken only
+/// while their (department, class) has room left. A pair not named in `room` has no bound, and
+/// timers of kinds not counted (deadlines) are always taken.
+#[derive(Debug, Clone, Copy)]
+pub struct Admit<'a> {
+    /// (kind, class) for every counted kind.
+    pub classes: &'a [(&'a str, &'a str)],
+    /// Room left per (department, class).
+    pub room: &'a HashMap<(String, String), usize>,
+}
+
+impl Admit<'_> {
+    /// Takes everything.
+    pub fn all() -> Admit<'static> {
+        Admit {
+            classes: &[],
+            room: &EMPTY,
+        }
+    }
+
+    fn class(&self, kind: &str) -> Option<&str> {
+        self.classes
+            .iter()
+            .find(|(k, _)| *k == kind)
+            .map(|(_, c)| *c)
+    }
+
+    /// Whether one more timer of `kind` at `department` fits; if so, counts it in `taken`.
+    fn take(
+        &self,
+        kind: &str,
+        department: &str,
+        taken: &mut HashMap<(String, String), usize>,
+    ) -> bool {
+        let Some(class) = self.class(kind) else {
+            return true;
+        };
+        let key = (department.to_string(), class.to_string());
+        let room = self.room.get(&key).copied().unwrap_or(usize::MAX);
+        let n = taken.entry(key).or_default();
+        if *n >= room {
+            return false;
+        }
+        *n += 1;
+        true
+    }
+
+    /// `NOT ((department = … AND kind IN (…)) OR …) AND ` for every (department, class) without
+    /// room, with placeholders from `$first`, their values appended to `binds`; empty when none
+    /// is full.
+    pub(super) fn exclusion(&self, first: usize, binds: &mut Vec<String>) -> String {
+        let mut full: Vec<&(String, String)> = self
+            .room
+            .iter()
+            .filter(|(_, r)| **r == 0)
+            .map(|(k, _)| k)
+            .collect();
+        full.sort();
+        let mut terms = Vec::new();
+        for (department, class) in full {
+            let kinds: Vec<&str> = self
+                .classes
+                .iter()
+                .filter(|(_, c)| c == class)
+                .map(|(k, _)| *k)
+                .collect();
+            if kinds.is_empty() {
+                continue;
+            }
+            binds.push(department.clone());
+            let d = first + binds.len() - 1;
+            let marks: Vec<String> = kinds
+                .iter()
+                .map(|k| {
+                    binds.push(k.to_string());
+                    format!("${}", first + binds.len() - 1)
+                })
+                .collect();
+            terms.push(format!(
+                "(department = ${d} AND kind IN ({}))",
+                marks.join(", ")
+            ));
+        }
+        if terms.is_empty() {
+            return String::new();
+        }
+        format!("NOT ({}) AND ", terms.join(" OR "))
+    }
+}
+
+static EMPTY: std::sync::LazyLock<HashMap<(String, String), usize>> =
+    std::sync::LazyLock::new(HashMap::new);
 
 /// Where a failed timer's lease goes: no instance renews it, any may claim it once it runs out.
 const DEFERRED: &str = "deferred";
 
+/// Which due timers a claim considers.
+#[derive(Clone, Copy)]
+enum Filter<'a> {
+    /// Every kind, within the departments' room.
+    Admit(Admit<'a>),
+    /// One kind at one department (a batch poll's companions).
+    Only(&'a str, &'a str),
+}
+
 impl Store {
-    pub(super) fn token(owner: &str) -> String {
+    fn token(owner: &str) -> String {
         format!("{owner}:{}", hex::encode(rand::random::<[u8; 6]>()))
     }
 
@@ -21,6 +127,124 @@ impl Store {
         } else {
             ""
         }
+    }
+
+    /// Claims due timers for `lease`, oldest first: `now` is (gateway, real) ms. Timers of the
+    /// kinds `admit` counts are taken only while their department has room, so that the claim
+    /// never holds more of one department's work than it can start.
+    pub async fn claim_due(
+        &self,
+        now: (i64, i64),
+        owner: &str,
+        lease: Duration,
+        limit: i64,
+        admit: Admit<'_>,
+    ) -> Result<Vec<Timer>> {
+        self.claim(now, owner, lease, limit, Filter::Admit(admit))
+            .await
+    }
+
+    /// Claims due timers of one kind at one department (batch polls); `now` is (gateway, real).
+    pub async fn claim_kind(
+        &self,
+        kind: &str,
+        department: &str,
+        now: (i64, i64),
+        owner: &str,
+        lease: Duration,
+        limit: i64,
+    ) -> Result<Vec<Timer>> {
+        self.claim(now, owner, lease, limit, Filter::Only(kind, department))
+            .await
+    }
+
+    /// Picks the due, unleased candidates and leases those admitted. PostgreSQL: in one
+    /// transaction, the candidates locked with SKIP LOCKED, so instances take disjoint rows.
+    /// SQLite (one instance, one writer): candidates from a reader, then one conditional update
+    /// on the writer, only when something is due; a row leased meanwhile is simply not returned.
+    async fn claim(
+        &self,
+        (now_gateway, now_real): (i64, i64),
+        owner: &str,
+        lease: Duration,
+        limit: i64,
+        filter: Filter<'_>,
+    ) -> Result<Vec<Timer>> {
+        let mut binds: Vec<String> = Vec::new();
+        let extra = match filter {
+            Filter::Only(kind, department) => {
+                binds.extend([kind.to_string(), department.to_string()]);
+                "kind = $4 AND department = $5 AND ".to_string()
+            }
+            Filter::Admit(a) => a.exclusion(4, &mut binds),
+        };
+        let q = format!(
+            "SELECT id, kind, department FROM timers WHERE {extra}\
+             ((clock = 'g' AND due_at <= $1) OR (clock = 'r' AND due_at <= $2)) \
+             AND (lease_until IS NULL OR lease_until < $2) ORDER BY due_at LIMIT $3{}",
+            self.skip_locked()
+        );
+        let mut query = sqlx::query(self.sql(&q))
+            .bind(now_gateway)
+            .bind(now_real)
+            .bind(limit);
+        for b in &binds {
+            query = query.bind(b);
+        }
+        let mut tx = match self.backend {
+            Backend::Postgres => Some(self.begin_write().await?),
+            Backend::Sqlite => None,
+        };
+        let candidates = match &mut tx {
+            Some(tx) => query.fetch_all(&mut **tx).await?,
+            None => query.fetch_all(&self.read).await?,
+        };
+        let mut taken = HashMap::new();
+        let mut ids = Vec::new();
+        for row in candidates {
+            let (id, kind, department): (i64, String, String) =
+                (row.try_get(0)?, row.try_get(1)?, row.try_get(2)?);
+            if let Filter::Admit(a) = filter
+                && !a.take(&kind, &department, &mut taken)
+            {
+                continue;
+            }
+            ids.push(id);
+        }
+        if ids.is_empty() {
+            if let Some(tx) = tx {
+                tx.commit().await?;
+            }
+            return Ok(Vec::new());
+        }
+        let token = Self::token(owner);
+        let q = format!(
+            "UPDATE timers SET lease_owner = $1, lease_until = $2 WHERE id IN {} \
+             AND (lease_until IS NULL OR lease_until < $3) \
+             RETURNING id, case_id, item, kind, department, clock, due_at, payload",
+            super::write::values(1, ids.len(), 4)
+        );
+        let mut query = sqlx::query(self.sql(&q))
+            .bind(token.clone())
+            .bind(now_real + lease.as_millis() as i64)
+            .bind(now_real);
+        for id in &ids {
+            query = query.bind(*id);
+        }
+        let rows = match tx {
+            Some(mut tx) => {
+                let rows = query.fetch_all(&mut *tx).await?;
+                tx.commit().await?;
+                rows
+            }
+            None => query.fetch_all(&self.pool).await?,
+        };
+        let mut timers = rows
+            .iter()
+            .map(|r| timer_row(r, &token))
+            .collect::<Result<Vec<_>>>()?;
+        timers.sort_by_key(|t| t.due_at);
+        Ok(timers)
     }
 
     /// Updates a claimed timer's payload and extends its lease (e.g. "sent" before a push goes
@@ -122,21 +346,24 @@ impl Store {
         lease: Duration,
         limit: i64,
     ) -> Result<(String, Vec<OutboxEvent>)> {
-        let lease = EventLease {
-            token: Self::token(owner),
-            until: now_real + lease.as_millis() as i64,
-            now: now_real,
-            limit,
-        };
-        let token = lease.token.clone();
-        let claimed = if self.group.is_some() {
-            match self.write_work(Work::LeaseEvents(lease)).await? {
-                Done::EventsLeased(n) => n,
-                _ => unreachable!("an event lease is answered with a count"),
-            }
-        } else {
-            self.lease_events(&self.pool, &lease).await?
-        };
+        let token = Self::token(owner);
+        let q = format!(
+            "UPDATE outbox SET lease_owner = $1, lease_until = $2 WHERE event_id IN (\
+               SELECT o.event_id FROM outbox o WHERE o.published_at IS NULL \
+               AND (o.lease_until IS NULL OR o.lease_until < $3) \
+               AND NOT EXISTS (SELECT 1 FROM outbox p WHERE p.case_id = o.case_id \
+                 AND p.published_at IS NULL AND p.seq < o.seq) \
+               ORDER BY o.created_at LIMIT $4{})",
+            self.skip_locked()
+        );
+        let claimed = sqlx::query(self.sql(&q))
+            .bind(token.clone())
+            .bind(now_real + lease.as_millis() as i64)
+            .bind(now_real)
+            .bind(limit)
+            .execute(&self.pool)
+            .await?
+            .rows_affected();
         if claimed == 0 {
             return Ok((token, Vec::new()));
         }
@@ -150,31 +377,6 @@ impl Store {
         .await?;
         let events = rows.iter().map(outbox_row).collect::<Result<Vec<_>>>()?;
         Ok((token, events))
-    }
-
-    /// Leases up to `limit` cases through their first unpublished event; how many.
-    pub(super) async fn lease_events<'e>(
-        &self,
-        on: impl sqlx::Executor<'e, Database = sqlx::Any>,
-        lease: &EventLease,
-    ) -> Result<u64> {
-        let q = format!(
-            "UPDATE outbox SET lease_owner = $1, lease_until = $2 WHERE event_id IN (\
-               SELECT o.event_id FROM outbox o WHERE o.published_at IS NULL \
-               AND (o.lease_until IS NULL OR o.lease_until < $3) \
-               AND NOT EXISTS (SELECT 1 FROM outbox p WHERE p.case_id = o.case_id \
-                 AND p.published_at IS NULL AND p.seq < o.seq) \
-               ORDER BY o.created_at LIMIT $4{})",
-            self.skip_locked()
-        );
-        let r = sqlx::query(self.sql(&q))
-            .bind(&lease.token)
-            .bind(lease.until)
-            .bind(lease.now)
-            .bind(lease.limit)
-            .execute(on)
-            .await?;
-        Ok(r.rows_affected())
     }
 
     /// Gives back a relay claim whose events were not all published (the broker failed), so

@@ -8,7 +8,6 @@
 
 mod audit;
 mod cache;
-mod claims;
 mod connect;
 mod dead;
 mod group;
@@ -19,9 +18,9 @@ mod schema;
 mod write;
 
 pub use audit::{Pruned, Verified, chain_hash};
-pub use claims::Admit;
 pub use dead::{DeadLetter, NewDeadLetter};
 pub use items::{ItemCounts, ItemRow, item_rows};
+pub use leases::Admit;
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -223,23 +222,6 @@ pub(super) struct Touch {
     pub lease_until: i64,
 }
 
-/// A claim of due timers: lease these (each only if no live lease holds it) to `token` until
-/// `until`; `now` is real ms.
-pub(super) struct Lease {
-    pub ids: Vec<i64>,
-    pub token: String,
-    pub until: i64,
-    pub now: i64,
-}
-
-/// A relay's claim of up to `limit` cases' pending events (see `claim_events`).
-pub(super) struct EventLease {
-    pub token: String,
-    pub until: i64,
-    pub now: i64,
-    pub limit: i64,
-}
-
 /// Writes made in one transaction (`group.rs`).
 #[derive(Default)]
 pub(super) struct Batch<'a> {
@@ -248,8 +230,6 @@ pub(super) struct Batch<'a> {
     pub touches: Vec<&'a Touch>,
     /// Events confirmed by the broker, and when.
     pub published: Vec<(&'a str, i64)>,
-    pub leases: Vec<&'a Lease>,
-    pub event_leases: Vec<&'a EventLease>,
 }
 
 /// What a batch wrote: per change whether it was written, per new case whether it was new, and
@@ -258,10 +238,6 @@ pub(super) struct Written {
     pub updated: Vec<bool>,
     pub inserted: Vec<Inserted>,
     pub touched: HashSet<(i64, String)>,
-    /// Per lease, the timers it took.
-    pub leased: Vec<Vec<Timer>>,
-    /// Per event lease, how many events it took.
-    pub events_leased: Vec<u64>,
 }
 
 /// The result of storing a new case.
@@ -448,7 +424,7 @@ impl Store {
         };
         let inserted = match self.write_work(Work::Insert(Box::new(new.clone()))).await? {
             Done::Inserted(i) => i,
-            _ => unreachable!("a new case is answered with Inserted"),
+            Done::Written(_) => unreachable!("a new case is answered with Inserted"),
         };
         if let (Inserted::New, Some(cache)) = (&inserted, &self.cache) {
             cache.offer(&StoredCase {
@@ -531,6 +507,23 @@ impl Store {
         };
         self.write_work(Work::Change(Box::new(u))).await?;
         Ok(())
+    }
+
+    /// The earliest due time on each clock (to sleep until) of the unleased timers `admit` would
+    /// take, if any: work of a department without room waits for the room, not for its time.
+    pub async fn next_due(&self, admit: Admit<'_>) -> Result<(Option<i64>, Option<i64>)> {
+        let mut binds = Vec::new();
+        let extra = admit.exclusion(1, &mut binds);
+        let q = format!(
+            "SELECT MIN(CASE WHEN clock = 'g' THEN due_at END), MIN(CASE WHEN clock = 'r' THEN due_at END) \
+             FROM timers WHERE {extra}lease_owner IS NULL"
+        );
+        let mut query = sqlx::query(self.sql(&q));
+        for b in &binds {
+            query = query.bind(b);
+        }
+        let row = query.fetch_one(&self.read).await?;
+        Ok((row.try_get(0)?, row.try_get(1)?))
     }
 
     /// Events not yet confirmed by the broker, oldest first (per case in `seq` order). The relay

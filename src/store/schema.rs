@@ -122,15 +122,6 @@ pub const SQLITE: &[(i64, &[&str])] = &[
             )",
         ],
     ),
-    (
-        5,
-        &[
-            // Claims read each (department, kind, clock)'s oldest due timers by index, never past a
-            // department's backlog; this replaces the plain due-time index.
-            "CREATE INDEX timers_work ON timers (department, kind, clock, due_at)",
-            "DROP INDEX timers_due",
-        ],
-    ),
 ];
 
 /// (version, statements) for PostgreSQL.
@@ -248,15 +239,6 @@ pub const POSTGRES: &[(i64, &[&str])] = &[
                 next_at BIGINT NOT NULL,
                 PRIMARY KEY (department, class)
             )",
-        ],
-    ),
-    (
-        5,
-        &[
-            // Claims read each (department, kind, clock)'s oldest due timers by index, never past a
-            // department's backlog; this replaces the plain due-time index.
-            "CREATE INDEX timers_work ON timers (department, kind, clock, due_at)",
-            "DROP INDEX timers_due",
         ],
     ),
 ];

@@ -106,20 +106,10 @@ impl Store {
         self.write_parts(tx, &applied).await?;
         let touched = self.write_touches(tx, &batch.touches).await?;
         self.write_published(tx, &batch.published).await?;
-        let mut leased = Vec::with_capacity(batch.leases.len());
-        for l in &batch.leases {
-            leased.push(self.lease_timers(tx, l).await?);
-        }
-        let mut events_leased = Vec::with_capacity(batch.event_leases.len());
-        for l in &batch.event_leases {
-            events_leased.push(self.lease_events(&mut **tx, l).await?);
-        }
         Ok(Written {
             updated,
             inserted,
             touched,
-            leased,
-            events_leased,
         })
     }
 

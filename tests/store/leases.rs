@@ -208,7 +208,6 @@ pub async fn concurrent_claims_never_overlap(url: &str) {
 
 /// A claim takes a department's timers only while its room for their class has space; timers of
 /// kinds not counted (deadlines) are always taken, and `next_due` ignores what may not be taken.
-/// A department the rooms do not name is not read at all; `Admit::all` takes everything.
 pub async fn claims_take_no_more_than_a_department_has_room_for(store: &Store) {
     let timer = |item: String, kind: &str, department: &str| onething::store::NewTimer {
         case_id: "R".into(),
@@ -228,11 +227,6 @@ pub async fn claims_take_no_more_than_a_department_has_room_for(store: &Store) {
         timers.push(timer(format!("q{i}"), "poll", "police"));
         timers.push(timer(format!("h{i}"), "push", "health"));
     }
-    timers.push(onething::store::NewTimer {
-        clock: TimerClock::Gateway,
-        due_at: 500,
-        ..timer("w".into(), "deadline-accept", "water")
-    });
     let first = Update {
         case_id: "R".into(),
         timers,
@@ -241,7 +235,6 @@ pub async fn claims_take_no_more_than_a_department_has_room_for(store: &Store) {
     };
     store.insert_case(&case("R"), "{}", first).await.unwrap();
     let classes = [("push", "send"), ("poll", "ask")];
-    let kinds = ["push", "poll", "deadline-accept"];
     let room = |police_send, police_ask, health_send| {
         std::collections::HashMap::from([
             (("police".to_string(), "send".to_string()), police_send),
@@ -257,7 +250,6 @@ pub async fn claims_take_no_more_than_a_department_has_room_for(store: &Store) {
     let rooms = room(4, 1, 0);
     let admit = Admit {
         classes: &classes,
-        kinds: &kinds,
         room: &rooms,
     };
     let got = store
@@ -275,7 +267,6 @@ pub async fn claims_take_no_more_than_a_department_has_room_for(store: &Store) {
     let rooms = room(0, 0, 0);
     let full = Admit {
         classes: &classes,
-        kinds: &kinds,
         room: &rooms,
     };
     assert_eq!(store.next_due(full).await.unwrap(), (None, None));
@@ -296,7 +287,6 @@ pub async fn claims_take_no_more_than_a_department_has_room_for(store: &Store) {
             100,
             Admit {
                 classes: &classes,
-                kinds: &kinds,
                 room: &rooms,
             },
         )
@@ -305,19 +295,6 @@ pub async fn claims_take_no_more_than_a_department_has_room_for(store: &Store) {
     assert_eq!(count(&more, "police", "push"), 6);
     assert_eq!(count(&more, "police", "poll"), 2);
     assert_eq!(count(&more, "health", "push"), 2);
-    assert_eq!(count(&more, "water", "deadline-accept"), 0, "not named");
-    // Left: water's deadline (gateway clock) and the health push beyond its room.
-    assert_eq!(
-        store.next_due(Admit::all()).await.unwrap(),
-        (Some(500), Some(100))
-    );
-    let rest = store
-        .claim_due((1000, 1000), "a", LEASE, 100, Admit::all())
-        .await
-        .unwrap();
-    assert_eq!(count(&rest, "water", "deadline-accept"), 1);
-    assert_eq!(count(&rest, "health", "push"), 1);
-    assert_eq!(rest.len(), 2);
 }
 
 /// Touches and releases made at once (on SQLite, one transaction of the group writer): each
