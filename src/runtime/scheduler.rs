@@ -64,11 +64,19 @@ pub async fn run(gw: Arc<Gateway>, mut stop: watch::Receiver<bool>) -> JoinSet<(
         let admit = admission::admit(&rooms);
         let free = (SLOTS - r.tasks.len()).min(CLAIM) as i64;
         let now = (gw.clock.now_ms(), gw.clock.real_ms());
-        match gw
+        let began = std::time::Instant::now();
+        let claimed = gw
             .store
             .claim_due(now, &gw.instance, gw.lease, free, admit)
-            .await
-        {
+            .await;
+        tracing::debug!(
+            asked = free,
+            claimed = claimed.as_ref().map(Vec::len).unwrap_or(0),
+            running = r.tasks.len(),
+            ms = began.elapsed().as_secs_f64() * 1e3,
+            "claimed due timers"
+        );
+        match claimed {
             Ok(timers) if !timers.is_empty() => {
                 // Fewer than asked for: nothing else is claimable now, so wait for news rather
                 // than ask again at once (with a department's backlog waiting for its limits,

@@ -87,7 +87,16 @@ async fn run(store: Store, mut rx: mpsc::UnboundedReceiver<Job>) {
         }
         let group = take_group(&mut waiting);
         let work: Vec<&Work> = group.iter().map(|j| &j.work).collect();
-        match write(&store, &work).await {
+        let began = std::time::Instant::now();
+        let written = write(&store, &work).await;
+        // What limits the writer under load: writes per group, what waits for the next, how long.
+        tracing::debug!(
+            writes = work.len(),
+            left = waiting.len(),
+            ms = began.elapsed().as_secs_f64() * 1e3,
+            "group written"
+        );
+        match written {
             Ok(done) => {
                 for (j, d) in group.into_iter().zip(done) {
                     let _ = j.done.send(Ok(d));
