@@ -39,6 +39,18 @@ async fn metrics(addr: std::net::SocketAddr) -> String {
         .unwrap()
 }
 
+/// `/metrics` once `ready` holds of it (or the last one after 30 s).
+async fn metrics_when(addr: std::net::SocketAddr, ready: impl Fn(&str) -> bool) -> String {
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let m = metrics(addr).await;
+        if ready(&m) || tokio::time::Instant::now() >= deadline {
+            return m;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
 /// The value of one series (`name{labels}` exactly as exposed), if present.
 fn series(text: &str, name: &str) -> Option<f64> {
     text.lines()
@@ -62,7 +74,12 @@ async fn metrics_move_and_the_audit_trail_verifies_until_altered() {
     case["case_id"] = "410225-20260316-700001".into();
     stack.submit(&case).await;
     let events = stack.completed("410225-20260316-700001").await;
-    let after = metrics(addr).await;
+    // The relay counts an event once its confirm is stored, which may be just after the broker
+    // delivered it to us: wait for the count to catch up.
+    let after = metrics_when(addr, |m| {
+        series(m, "onething_events_published_total").unwrap_or(0.0) >= events.len() as f64
+    })
+    .await;
     assert_eq!(
         series(&after, "onething_messages_consumed_total"),
         Some(1.0)
