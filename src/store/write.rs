@@ -57,6 +57,12 @@ fn last_per_key<'a>(timers: impl Iterator<Item = &'a NewTimer>) -> Vec<&'a NewTi
     out
 }
 
+/// Every item row of a case, with its case id.
+fn case_item_rows(case: &Case) -> impl Iterator<Item = (&str, ItemRow)> {
+    let id = case.case_id.as_str();
+    item_rows(case).into_iter().map(move |r| (id, r))
+}
+
 impl Store {
     /// Writes a batch in the open transaction: a new case only if its id is free, a change with a
     /// state only if its case is still at the version it was computed from (`false`: another
@@ -86,19 +92,14 @@ impl Store {
             .collect();
         let mut rows: Vec<(&str, ItemRow)> = Vec::new();
         for n in &stored {
-            let id = n.state.case_id.as_str();
-            rows.extend(item_rows(&n.state).into_iter().map(|r| (id, r)));
+            rows.extend(case_item_rows(&n.state));
         }
         for u in &applied {
             match (&u.state, &u.items) {
                 (Some(_), Some(changed)) => {
                     rows.extend(changed.iter().map(|r| (u.case_id.as_str(), r.clone())))
                 }
-                (Some(state), None) => rows.extend(
-                    item_rows(state)
-                        .into_iter()
-                        .map(|r| (u.case_id.as_str(), r)),
-                ),
+                (Some(state), None) => rows.extend(case_item_rows(state)),
                 (None, _) => {}
             }
         }
@@ -395,14 +396,7 @@ impl Store {
 
     /// The cases' item rows (`items`), all in one upsert.
     pub(super) async fn write_items(&self, tx: &mut Tx<'_>, cases: &[&Case]) -> Result<()> {
-        let rows: Vec<(&str, ItemRow)> = cases
-            .iter()
-            .flat_map(|c| {
-                item_rows(c)
-                    .into_iter()
-                    .map(move |r| (c.case_id.as_str(), r))
-            })
-            .collect();
+        let rows: Vec<(&str, ItemRow)> = cases.iter().flat_map(|c| case_item_rows(c)).collect();
         self.write_item_rows(tx, &rows).await
     }
 
