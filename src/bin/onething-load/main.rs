@@ -20,7 +20,7 @@ mod seed;
 mod unlimited;
 
 use children::{free_ports, get, log_summary, spawn, stop, wait_http};
-use measure::{cpu, machine, memory, spread};
+use measure::{cpu, machine, memory, spread, steady};
 use seed::{seed, submission};
 
 use clap::{Parser, ValueEnum};
@@ -477,10 +477,18 @@ impl Run {
             "\n{} cases at rate {rate}, store {db}, warp {}",
             args.cases, args.warp
         );
-        let head = ["stage", "cases", "cases/s", "median ms", "p99 ms", "max ms"];
+        let head = [
+            "stage",
+            "cases",
+            "cases/s",
+            "steady/s",
+            "median ms",
+            "p99 ms",
+            "max ms",
+        ];
         println!(
-            "{:<17} {:>6} {:>8} {:>10} {:>10} {:>10}",
-            head[0], head[1], head[2], head[3], head[4], head[5]
+            "{:<17} {:>6} {:>8} {:>8} {:>10} {:>10} {:>10}",
+            head[0], head[1], head[2], head[3], head[4], head[5], head[6]
         );
         if let Some(d) = drained {
             let rate = args.cases as f64 / (d - first);
@@ -499,28 +507,32 @@ impl Run {
                 .iter()
                 .filter_map(|t| Some(t[s + 1]? - t[0]?))
                 .collect();
-            let last = times.iter().filter_map(|t| t[s + 1]).fold(0.0, f64::max);
+            let arrivals: Vec<f64> = times.iter().filter_map(|t| t[s + 1]).collect();
+            let last = arrivals.iter().copied().fold(0.0, f64::max);
             let ([med, p99, max], n) = (spread(lat.clone()), lat.len());
-            let rate = n as f64 / (last - first);
+            let (rate, steady) = (n as f64 / (last - first), steady(arrivals));
             match n {
                 0 => println!("{name:<17} {n:>6}"),
-                _ => println!("{name:<17} {n:>6} {rate:>8.1} {med:>10.1} {p99:>10.1} {max:>10.1}"),
+                _ => println!(
+                    "{name:<17} {n:>6} {rate:>8.1} {steady:>8.1} {med:>10.1} {p99:>10.1} {max:>10.1}"
+                ),
             }
         }
-        let tenth = |k: usize| {
-            let part = &times[k * args.cases / 10..(k + 1) * args.cases / 10];
-            format!(
-                "{:.0}",
-                spread(part.iter().filter_map(|t| Some(t[2]? - t[0]?)).collect())[0]
-            )
+        let tenths = |stage: usize| {
+            let tenth = |k: usize| {
+                let part = &times[k * args.cases / 10..(k + 1) * args.cases / 10];
+                let lat = part.iter().filter_map(|t| Some(t[stage]? - t[0]?));
+                format!("{:.0}", spread(lat.collect())[0])
+            };
+            (0..10).map(tenth).collect::<Vec<String>>().join(" ")
         };
-        let tenths: Vec<String> = (0..10).map(tenth).collect();
+        println!("median ms per tenth of the cases in publish order:");
+        println!("  first push: {}", tenths(2));
+        println!("  completed:  {}", tenths(3));
         println!(
-            "first push, median ms per tenth of the cases in publish order: {}",
-            tenths.join(" ")
-        );
-        println!(
-            "(cases/s: cases at the stage / (last arrival − first publish); latency: publish → event;\n \
+            "(cases/s: cases at the stage / (last arrival − first publish); steady/s: the middle 80 %\n \
+             of arrivals / the time between the 10th and 90th percentile arrival, what a stage keeps up\n \
+             with once a case's delay through the stages is paid; latency: publish → event;\n \
              intake drained: no message ready in the intake queue, up to the prefetch (64) unacked)"
         );
         println!(

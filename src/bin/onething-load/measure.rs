@@ -54,3 +54,36 @@ pub fn spread(mut v: Vec<f64>) -> [f64; 3] {
         [at(0.5), at(0.99), at(1.0)]
     }
 }
+
+/// Arrivals a second in the middle of a run: the middle 80 % of arrivals over the time they took
+/// (the 10th to the 90th percentile of arrival times). A pipeline's delay — a case's first push
+/// waits for its intake, its completion for the departments' pace — leaves this rate alone,
+/// while it lowers "arrivals / (last arrival − first publish)" by the delay over the run's length.
+pub fn steady(mut arrivals: Vec<f64>) -> f64 {
+    if arrivals.len() < 10 {
+        return f64::NAN;
+    }
+    arrivals.sort_by(f64::total_cmp);
+    let (lo, hi) = (arrivals.len() / 10, arrivals.len() * 9 / 10);
+    (hi - lo) as f64 / (arrivals[hi] - arrivals[lo])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn steady_rate_ignores_a_constant_delay_and_sees_a_slowdown() {
+        let even: Vec<f64> = (0..1000).map(|i| 6.0 + i as f64 / 200.0).collect();
+        assert!((steady(even) - 200.0).abs() < 1e-9);
+        // The second half arrives at half the pace: the middle 80 % spans both.
+        let slowing: Vec<f64> = (0..1000)
+            .map(|i| match i {
+                0..500 => i as f64 / 200.0,
+                _ => 2.5 + (i - 500) as f64 / 100.0,
+            })
+            .collect();
+        let r = steady(slowing);
+        assert!(r > 100.0 && r < 150.0, "{r}");
+    }
+}
