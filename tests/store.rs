@@ -111,9 +111,9 @@ async fn cases_events_and_versions(store: &Store) {
         now: 2,
         ..Default::default()
     };
-    assert!(store.save(&upd).await.unwrap());
+    assert!(store.save(upd.clone()).await.unwrap());
     assert!(
-        !store.save(&upd).await.unwrap(),
+        !store.save(upd.clone()).await.unwrap(),
         "a stale version is refused, and writes nothing"
     );
     assert_eq!(store.load("C1").await.unwrap().unwrap().version, 2);
@@ -198,7 +198,7 @@ async fn timers_are_claimed_once_and_released_by_their_claim(store: &Store) {
         now: 2,
         ..Default::default()
     };
-    store.save(&upd).await.unwrap();
+    store.save(upd.clone()).await.unwrap();
     assert_eq!(
         store.timers_of("T1").await.unwrap(),
         vec![("birth-cert".to_string(), "poll".to_string(), 9000)]
@@ -214,7 +214,7 @@ async fn timers_are_claimed_once_and_released_by_their_claim(store: &Store) {
         now: 3,
         ..Default::default()
     };
-    store.save(&upd).await.unwrap();
+    store.save(upd.clone()).await.unwrap();
     let kinds = |t: Vec<(String, String, i64)>| -> Vec<(String, i64)> {
         t.into_iter().map(|(_, k, d)| (k, d)).collect()
     };
@@ -236,7 +236,7 @@ async fn timers_are_claimed_once_and_released_by_their_claim(store: &Store) {
         now: 4,
         ..Default::default()
     };
-    store.save(&upd).await.unwrap();
+    store.save(upd.clone()).await.unwrap();
     assert_eq!(
         kinds(store.timers_of("T1").await.unwrap()),
         [("poll".into(), 9000)]
@@ -436,7 +436,7 @@ async fn items_are_counted_open_and_overdue(store: &Store) {
     c.items.get_mut("birth-cert").unwrap().status = Status::Approved;
     assert!(
         store
-            .save(&Update {
+            .save(Update {
                 case_id: "I1".into(),
                 version: stored.version,
                 state: Some(c),
@@ -461,11 +461,11 @@ async fn items_are_counted_open_and_overdue(store: &Store) {
         items: Some(items),
         ..Default::default()
     };
-    assert!(store.save(&change(stored.version, vec![])).await.unwrap());
+    assert!(store.save(change(stored.version, vec![])).await.unwrap());
     let counts = store.item_counts(now.timestamp_millis()).await.unwrap();
     assert!(counts.open.is_empty(), "no row named, none written");
     let rows = onething::store::item_rows(&c);
-    assert!(store.save(&change(stored.version + 1, rows)).await.unwrap());
+    assert!(store.save(change(stored.version + 1, rows)).await.unwrap());
     let counts = store.item_counts(now.timestamp_millis()).await.unwrap();
     assert_eq!(counts.open, vec![("health".into(), "dispatched".into(), 1)]);
 }

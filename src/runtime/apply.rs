@@ -261,11 +261,12 @@ pub async fn apply(
                 .collect(),
         );
         update.state = Some(case.clone());
-        if gw.store.save(&update).await? {
-            if !update.timers.is_empty() {
+        let (timers, published) = (!update.timers.is_empty(), !update.events.is_empty());
+        if gw.store.save(update).await? {
+            if timers {
                 gw.timers_added.notify_one();
             }
-            if !update.events.is_empty() {
+            if published {
                 gw.events_added.notify_one();
             }
             return Ok(Some(Applied { case, events }));

@@ -12,15 +12,16 @@ use std::collections::{HashSet, VecDeque};
 
 use tokio::sync::{mpsc, oneshot};
 
-use super::{Batch, Inserted, NewCase, Result, Store, StoreError, Touch, Update};
+use super::{Batch, Inserted, NewCase, Result, Store, StoreError, Touch, Update, state_json};
 
 /// Versioned changes and new cases written together at most.
 const GROUP: usize = 64;
 
 /// One write handed to the writer task.
 pub(super) enum Work {
-    /// A change of a stored case (or only releases of timers: no state, no version).
-    Change(Box<Update>),
+    /// A change of a stored case (or only releases of timers: no state, no version), with its
+    /// state as JSON: serialized by the task that hands the change over, not by the writer.
+    Change(Box<Update>, Option<String>),
     Insert(Box<NewCase>),
     Touch(Touch),
     /// Events the broker confirmed, and when.
@@ -35,10 +36,15 @@ pub(super) enum Done {
 }
 
 impl Work {
+    pub(super) fn change(update: Update) -> Result<Work> {
+        let json = update.state.as_ref().map(state_json).transpose()?;
+        Ok(Work::Change(Box::new(update), json))
+    }
+
     /// The case this work must be alone in its group for: versioned changes and new cases.
     fn exclusive(&self) -> Option<&str> {
         match self {
-            Work::Change(u) if u.state.is_some() => Some(&u.case_id),
+            Work::Change(u, _) if u.state.is_some() => Some(&u.case_id),
             Work::Insert(n) => Some(&n.state.case_id),
             _ => None,
         }
@@ -118,7 +124,10 @@ pub(super) async fn write(store: &Store, work: &[&Work]) -> Result<Vec<Done>> {
     let mut batch = Batch::default();
     for w in work {
         match w {
-            Work::Change(u) => batch.updates.push(&**u),
+            Work::Change(u, json) => {
+                batch.updates.push(&**u);
+                batch.states.push(json.as_deref());
+            }
             Work::Insert(n) => batch.inserts.push(&**n),
             Work::Touch(t) => batch.touches.push(t),
             Work::Published(ids, at) => batch
@@ -131,7 +140,7 @@ pub(super) async fn write(store: &Store, work: &[&Work]) -> Result<Vec<Done>> {
     Ok(work
         .iter()
         .map(|w| match w {
-            Work::Change(_) => Done::Written(updated.next().expect("one answer per change")),
+            Work::Change(..) => Done::Written(updated.next().expect("one answer per change")),
             Work::Insert(_) => Done::Inserted(inserted.next().expect("one answer per case")),
             Work::Touch(t) => Done::Written(written.touched.contains(&(t.id, t.token.clone()))),
             Work::Published(..) => Done::Written(true),
@@ -169,18 +178,19 @@ mod tests {
     fn job(case_id: &str) -> Job {
         let state = (!case_id.is_empty()).then(|| case(case_id, false));
         Job {
-            work: Work::Change(Box::new(Update {
+            work: Work::change(Update {
                 case_id: case_id.into(),
                 state,
                 ..Default::default()
-            })),
+            })
+            .expect("serializable"),
             done: oneshot::channel().0,
         }
     }
 
     fn ids<'a>(jobs: impl Iterator<Item = &'a Job>) -> Vec<&'a str> {
         jobs.map(|j| match &j.work {
-            Work::Change(u) => u.case_id.as_str(),
+            Work::Change(u, _) => u.case_id.as_str(),
             _ => "?",
         })
         .collect()

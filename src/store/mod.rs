@@ -209,6 +209,8 @@ pub struct Update {
 #[derive(Debug, Clone)]
 pub(super) struct NewCase {
     pub state: Case,
+    /// `state` as JSON.
+    pub json: String,
     pub submission: String,
     pub first: Update,
 }
@@ -226,6 +228,8 @@ pub(super) struct Touch {
 #[derive(Default)]
 pub(super) struct Batch<'a> {
     pub updates: Vec<&'a Update>,
+    /// The JSON of each update's state, in the order of `updates`.
+    pub states: Vec<Option<&'a str>>,
     pub inserts: Vec<&'a NewCase>,
     pub touches: Vec<&'a Touch>,
     /// Events confirmed by the broker, and when.
@@ -419,17 +423,18 @@ impl Store {
     ) -> Result<Inserted> {
         let new = NewCase {
             state: state.clone(),
+            json: state_json(state)?,
             submission: submission.to_string(),
             first,
         };
-        let inserted = match self.write_work(Work::Insert(Box::new(new.clone()))).await? {
+        let inserted = match self.write_work(Work::Insert(Box::new(new))).await? {
             Done::Inserted(i) => i,
             Done::Written(_) => unreachable!("a new case is answered with Inserted"),
         };
         if let (Inserted::New, Some(cache)) = (&inserted, &self.cache) {
             cache.offer(&StoredCase {
-                state: new.state,
-                submission: new.submission.into(),
+                state: state.clone(),
+                submission: submission.into(),
                 version: 1,
             });
         }
@@ -462,10 +467,8 @@ impl Store {
 
     /// Applies an update if the case is still at `update.version`; `false` when another writer
     /// got there first (load again and retry).
-    pub async fn save(&self, update: &Update) -> Result<bool> {
-        let done = self
-            .write_work(Work::Change(Box::new(update.clone())))
-            .await?;
+    pub async fn save(&self, update: Update) -> Result<bool> {
+        let done = self.write_work(Work::change(update)?).await?;
         Ok(matches!(done, Done::Written(true)))
     }
 
@@ -505,7 +508,7 @@ impl Store {
             release: releases.to_vec(),
             ..Default::default()
         };
-        self.write_work(Work::Change(Box::new(u))).await?;
+        self.write_work(Work::change(u)?).await?;
         Ok(())
     }
 
@@ -597,6 +600,11 @@ impl Store {
             timers: row.try_get(3)?,
         })
     }
+}
+
+/// A case's state as stored.
+pub(super) fn state_json(state: &Case) -> Result<String> {
+    serde_json::to_string(state).map_err(|e| StoreError::Corrupt(e.to_string()))
 }
 
 pub(super) fn outbox_row(r: &sqlx::any::AnyRow) -> Result<OutboxEvent> {

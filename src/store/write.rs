@@ -76,7 +76,7 @@ impl Store {
             .filter(|(_, i)| **i == Inserted::New)
             .map(|(n, _)| *n)
             .collect();
-        let current = self.update_cases(tx, &batch.updates).await?;
+        let current = self.update_cases(tx, &batch.updates, &batch.states).await?;
         let updated: Vec<bool> = batch
             .updates
             .iter()
@@ -186,13 +186,11 @@ impl Store {
             );
             let mut query = sqlx::query(self.sql(&q));
             for n in chunk {
-                let json = serde_json::to_string(&n.state)
-                    .map_err(|e| StoreError::Corrupt(e.to_string()))?;
                 query = query
                     .bind(&n.state.case_id)
                     .bind(&n.state.onething)
                     .bind(&n.submission)
-                    .bind(json)
+                    .bind(&n.json)
                     .bind(1_i64)
                     .bind(n.first.now)
                     .bind(n.first.now)
@@ -236,12 +234,18 @@ impl Store {
             .collect()
     }
 
-    /// The version-checked case rows of the changes that carry a state; the ids written.
-    async fn update_cases(&self, tx: &mut Tx<'_>, updates: &[&Update]) -> Result<HashSet<String>> {
-        let stateful: Vec<&Update> = updates
+    /// The version-checked case rows of the changes that carry a state (as JSON in `states`, in
+    /// the order of `updates`); the ids written.
+    async fn update_cases(
+        &self,
+        tx: &mut Tx<'_>,
+        updates: &[&Update],
+        states: &[Option<&str>],
+    ) -> Result<HashSet<String>> {
+        let stateful: Vec<(&Update, &str)> = updates
             .iter()
-            .copied()
-            .filter(|u| u.state.is_some())
+            .zip(states)
+            .filter_map(|(u, json)| Some((*u, (*json)?)))
             .collect();
         let mut current: HashSet<String> = HashSet::new();
         for chunk in stateful.chunks(CHUNK) {
@@ -254,16 +258,14 @@ impl Store {
                 values(chunk.len(), 5, 1)
             );
             let mut query = sqlx::query(self.sql(&q));
-            for u in chunk {
-                let state = u.state.as_ref().expect("stateful");
-                let json =
-                    serde_json::to_string(state).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            for (u, json) in chunk {
+                let completed = u.state.as_ref().is_some_and(|s| s.completed);
                 query = query
                     .bind(&u.case_id)
                     .bind(u.version)
-                    .bind(json)
+                    .bind(*json)
                     .bind(u.now)
-                    .bind(i32::from(state.completed));
+                    .bind(i32::from(completed));
             }
             for row in query.fetch_all(&mut **tx).await? {
                 current.insert(row.try_get(0)?);

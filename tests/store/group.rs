@@ -33,7 +33,7 @@ pub async fn changes_saved_at_once_are_each_written_whole_and_one_per_version(st
     let mut tasks = tokio::task::JoinSet::new();
     for (i, u) in changes.into_iter().enumerate() {
         let store = store.clone();
-        tasks.spawn(async move { (i, store.save(&u).await.unwrap()) });
+        tasks.spawn(async move { (i, store.save(u).await.unwrap()) });
     }
     let mut written = vec![false; 21];
     while let Some(r) = tasks.join_next().await {
