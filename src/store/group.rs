@@ -36,6 +36,7 @@ pub(super) enum Done {
 }
 
 impl Work {
+    /// A change, its state serialized here: on the caller's task, off the writer's path.
     pub(super) fn change(update: Update) -> Result<Work> {
         let json = update.state.as_ref().map(state_json).transpose()?;
         Ok(Work::Change(Box::new(update), json))
