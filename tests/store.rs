@@ -331,10 +331,33 @@ async fn audit_verify_finds_alterations_and_survives_retention(store: &Store) {
     assert_eq!((v.records, v.chains), (9, 3));
     assert!(v.problems.is_empty(), "{:?}", v.problems);
 
+    // Each case has a published and an unpublished event.
+    for id in ["V1", "V2"] {
+        let load = store.load(id).await.unwrap().unwrap();
+        let u = Update {
+            case_id: id.into(),
+            version: load.version,
+            state: Some(load.state),
+            events: vec![event(id, 1), event(id, 2)],
+            now: 10,
+            ..Default::default()
+        };
+        assert!(store.save(u).await.unwrap());
+        store.mark_published(&format!("{id}-1"), 10).await.unwrap();
+    }
+
     // Retention: V1 (completed at 10) goes whole; the records of no case keep their newest.
     let pruned = store.prune_audit(100, 100).await.unwrap();
     assert_eq!(pruned.cases, 1);
     assert_eq!(pruned.records, 3 + 2);
+    // V1's published event goes with its trail; what is still to publish, and V2's, stay.
+    assert_eq!(pruned.events, 1);
+    let left = |id: &'static str| async move {
+        let events = store.case_events(id).await.unwrap();
+        events.into_iter().map(|e| e.seq).collect::<Vec<_>>()
+    };
+    assert_eq!(left("V1").await, [2]);
+    assert_eq!(left("V2").await, [1, 2]);
     assert!(store.case_audit("V1").await.unwrap().is_empty());
     assert_eq!(store.case_audit("V2").await.unwrap().len(), 3);
     let v = store.verify_audit(None).await.unwrap();

@@ -1,6 +1,7 @@
 //! Audit retention: every hour (and at start), the audit trails of cases completed more than
 //! `ONETHING_AUDIT_RETENTION_DAYS` days ago (gateway clock) are removed, whole chains at a time, so
-//! that what remains still verifies. 0 (the default) keeps everything.
+//! that what remains still verifies, and with them those cases' published events. 0 (the default)
+//! keeps everything.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -19,10 +20,11 @@ pub async fn run(gw: Arc<Gateway>, days: u32, mut stop: watch::Receiver<bool>) {
         let now = gw.clock.now_ms();
         let cutoff = now - i64::from(days) * 86_400_000;
         match gw.store.prune_audit(cutoff, now).await {
-            Ok(p) if p.records > 0 => {
+            Ok(p) if p.records > 0 || p.events > 0 => {
                 tracing::info!(
                     cases = p.cases,
                     records = p.records,
+                    events = p.events,
                     days,
                     "audit retention: old trails removed"
                 )

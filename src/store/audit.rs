@@ -44,6 +44,8 @@ pub struct Verified {
 pub struct Pruned {
     pub cases: u64,
     pub records: u64,
+    /// Published events of those cases removed from the outbox.
+    pub events: u64,
 }
 
 const COLUMNS: &str =
@@ -169,6 +171,15 @@ impl Store {
             .execute(&mut *tx)
             .await?;
         out.records += r.rows_affected();
+        // Their published events have served their purpose (the broker confirmed them); the
+        // outbox would otherwise keep every event ever sent.
+        let r = sqlx::query(self.sql(&format!(
+            "DELETE FROM outbox WHERE published_at IS NOT NULL AND case_id IN ({finished})"
+        )))
+        .bind(cutoff)
+        .execute(&mut *tx)
+        .await?;
+        out.events = r.rows_affected();
         // Records of no case: keep the newest, anchor the chain at the last one removed.
         let newest: Option<i64> = sqlx::query("SELECT MAX(id) FROM audit WHERE case_id IS NULL")
             .fetch_one(&mut *tx)
