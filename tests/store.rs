@@ -113,7 +113,7 @@ async fn cases_events_and_versions(store: &Store) {
     };
     assert!(store.save(upd.clone()).await.unwrap());
     assert!(
-        !store.save(upd.clone()).await.unwrap(),
+        !store.save(upd).await.unwrap(),
         "a stale version is refused, and writes nothing"
     );
     assert_eq!(store.load("C1").await.unwrap().unwrap().version, 2);
@@ -198,7 +198,7 @@ async fn timers_are_claimed_once_and_released_by_their_claim(store: &Store) {
         now: 2,
         ..Default::default()
     };
-    store.save(upd.clone()).await.unwrap();
+    store.save(upd).await.unwrap();
     assert_eq!(
         store.timers_of("T1").await.unwrap(),
         vec![("birth-cert".to_string(), "poll".to_string(), 9000)]
@@ -214,7 +214,7 @@ async fn timers_are_claimed_once_and_released_by_their_claim(store: &Store) {
         now: 3,
         ..Default::default()
     };
-    store.save(upd.clone()).await.unwrap();
+    store.save(upd).await.unwrap();
     let kinds = |t: Vec<(String, String, i64)>| -> Vec<(String, i64)> {
         t.into_iter().map(|(_, k, d)| (k, d)).collect()
     };
@@ -236,7 +236,7 @@ async fn timers_are_claimed_once_and_released_by_their_claim(store: &Store) {
         now: 4,
         ..Default::default()
     };
-    store.save(upd.clone()).await.unwrap();
+    store.save(upd).await.unwrap();
     assert_eq!(
         kinds(store.timers_of("T1").await.unwrap()),
         [("poll".into(), 9000)]

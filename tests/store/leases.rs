@@ -45,7 +45,7 @@ pub async fn the_relay_claims_a_case_through_its_first_pending_event(store: &Sto
         now: 2,
         ..Default::default()
     };
-    assert!(store.save(later.clone()).await.unwrap());
+    assert!(store.save(later).await.unwrap());
     let (_, none) = store.claim_events("b", 1000, LEASE, 10).await.unwrap();
     assert!(none.is_empty(), "A-3 waits behind A-1, which a holds");
 
