@@ -560,7 +560,7 @@ impl Store {
         self.mark_published_all(&[event_id.to_string()], now).await
     }
 
-    /// Events of a case in `seq` order (for `onething case` and tests).
+    /// Events of a case in `seq` order, as the outbox still holds them (for inspection and tests).
     pub async fn case_events(&self, case_id: &str) -> Result<Vec<OutboxEvent>> {
         let rows = sqlx::query(self.sql(
             "SELECT event_id, case_id, seq, routing_key, body FROM outbox WHERE case_id = $1 ORDER BY seq",
