@@ -99,14 +99,14 @@ async fn cases_events_and_versions(store: &Store) {
     );
     let stored = store.load("C1").await.unwrap().unwrap();
     assert_eq!(stored.version, 1);
-    assert_eq!(stored.state, c);
+    assert_eq!(*stored.state, c);
 
     let mut next = c.clone();
     next.seq = 2;
     let upd = Update {
         case_id: "C1".into(),
         version: 1,
-        state: Some(next.clone()),
+        state: Some(next.clone().into()),
         events: vec![event("C1", 2)],
         now: 2,
         ..Default::default()
@@ -455,14 +455,14 @@ async fn items_are_counted_open_and_overdue(store: &Store) {
     assert_eq!(counts.overdue, vec![("health".into(), 1)]);
     // Final: neither open nor overdue.
     let stored = store.load("I1").await.unwrap().unwrap();
-    let mut c = stored.state;
+    let mut c = std::sync::Arc::unwrap_or_clone(stored.state);
     c.items.get_mut("birth-cert").unwrap().status = Status::Approved;
     assert!(
         store
             .save(Update {
                 case_id: "I1".into(),
                 version: stored.version,
-                state: Some(c),
+                state: Some(c.into()),
                 now: 2,
                 ..Default::default()
             })
@@ -474,12 +474,12 @@ async fn items_are_counted_open_and_overdue(store: &Store) {
     assert!(store.open_item_kinds().await.unwrap().is_empty());
     // A change that names its altered rows writes those and no others.
     let stored = store.load("I1").await.unwrap().unwrap();
-    let mut c = stored.state;
+    let mut c = std::sync::Arc::unwrap_or_clone(stored.state);
     c.items.get_mut("birth-cert").unwrap().status = Status::Dispatched;
     let change = |version: i64, items: Vec<onething::store::ItemRow>| Update {
         case_id: "I1".into(),
         version,
-        state: Some(c.clone()),
+        state: Some(c.clone().into()),
         now: 3,
         items: Some(items),
         ..Default::default()

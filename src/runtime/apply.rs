@@ -2,6 +2,7 @@
 //! (outbox), timers and audit records — in one transaction, retrying when another writer changed
 //! the case first. The only place where engine effects become durable work.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, FixedOffset};
@@ -39,7 +40,7 @@ pub struct Extra {
 /// What applying did.
 #[derive(Debug)]
 pub struct Applied {
-    pub case: Case,
+    pub case: Arc<Case>,
     /// Events emitted (empty: the input changed nothing).
     pub events: Vec<Event>,
 }
@@ -236,7 +237,7 @@ pub async fn apply(
             return Ok(None);
         };
         let rows_before = item_rows(&stored.state);
-        let mut case = stored.state;
+        let mut case = Arc::unwrap_or_clone(stored.state);
         let before: Vec<(String, Status)> = case
             .items
             .iter()
@@ -260,6 +261,7 @@ pub async fn apply(
                 .filter(|r| !rows_before.contains(r))
                 .collect(),
         );
+        let case = Arc::new(case);
         update.state = Some(case.clone());
         let (timers, published) = (!update.timers.is_empty(), !update.events.is_empty());
         if gw.store.save(update).await? {

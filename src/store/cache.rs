@@ -158,8 +158,8 @@ pub(super) mod tests {
 
     fn stored(id: &str, version: i64) -> StoredCase {
         StoredCase {
-            state: case(id, false),
-            submission: "{}".into(),
+            state: case(id, false).into(),
+            submission: crate::store::Submission::new("{}"),
             version,
         }
     }
@@ -168,7 +168,7 @@ pub(super) mod tests {
         Update {
             case_id: id.into(),
             version,
-            state: Some(case(id, completed)),
+            state: Some(case(id, completed).into()),
             ..Default::default()
         }
     }
@@ -231,7 +231,7 @@ pub(super) mod tests {
         cache.offer(&stored("A", 5));
         assert!(cache.get("A").is_none(), "a late read of the open case");
         let mut done = stored("B", 1);
-        done.state.completed = true;
+        std::sync::Arc::make_mut(&mut done.state).completed = true;
         cache.offer(&done);
         assert!(cache.get("B").is_none());
     }

@@ -38,7 +38,7 @@ pub(super) enum Done {
 impl Work {
     /// A change, its state serialized here: on the caller's task, off the writer's path.
     pub(super) fn change(update: Update) -> Result<Work> {
-        let json = update.state.as_ref().map(state_json).transpose()?;
+        let json = update.state.as_ref().map(|s| state_json(s)).transpose()?;
         Ok(Work::Change(Box::new(update), json))
     }
 
@@ -181,7 +181,7 @@ mod tests {
         Job {
             work: Work::change(Update {
                 case_id: case_id.into(),
-                state,
+                state: state.map(Into::into),
                 ..Default::default()
             })
             .expect("serializable"),

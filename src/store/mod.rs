@@ -182,10 +182,43 @@ pub struct StoredAudit {
 /// A case as stored.
 #[derive(Debug, Clone)]
 pub struct StoredCase {
-    pub state: Case,
-    /// Shared: the cache hands out copies of a case for every load.
-    pub submission: Arc<str>,
+    pub state: Arc<Case>,
+    pub submission: Submission,
     pub version: i64,
+}
+
+/// A case's submission as received, with the form templates read it in, made at most once per
+/// cached case (every push and poll of the case renders from it). Shared: the cache hands out
+/// copies of a case for every load.
+#[derive(Debug, Clone)]
+pub struct Submission(Arc<SubmissionText>);
+
+#[derive(Debug)]
+struct SubmissionText {
+    text: Box<str>,
+    value: std::sync::OnceLock<minijinja::Value>,
+}
+
+impl Submission {
+    pub fn new(text: impl Into<Box<str>>) -> Submission {
+        Submission(Arc::new(SubmissionText {
+            text: text.into(),
+            value: std::sync::OnceLock::new(),
+        }))
+    }
+
+    /// The submission as `parse` makes it a template value, parsed on the first call only.
+    pub fn value(&self, parse: impl FnOnce(&str) -> minijinja::Value) -> minijinja::Value {
+        self.0.value.get_or_init(|| parse(&self.0.text)).clone()
+    }
+}
+
+impl std::ops::Deref for Submission {
+    type Target = str;
+
+    fn deref(&self) -> &str {
+        &self.0.text
+    }
 }
 
 /// A change to a case, applied in one transaction if the case is still at `version`.
@@ -193,7 +226,7 @@ pub struct StoredCase {
 pub struct Update {
     pub case_id: String,
     pub version: i64,
-    pub state: Option<Case>,
+    pub state: Option<Arc<Case>>,
     pub events: Vec<OutboxEvent>,
     pub timers: Vec<NewTimer>,
     /// Timers of this case to drop (item, kind).
@@ -433,8 +466,8 @@ impl Store {
         };
         if let (Inserted::New, Some(cache)) = (&inserted, &self.cache) {
             cache.offer(&StoredCase {
-                state: state.clone(),
-                submission: submission.into(),
+                state: Arc::new(state.clone()),
+                submission: Submission::new(submission),
                 version: 1,
             });
         }
@@ -454,9 +487,11 @@ impl Store {
         let Some(row) = row else { return Ok(None) };
         let state: String = row.try_get(0)?;
         let stored = StoredCase {
-            state: serde_json::from_str(&state)
-                .map_err(|e| StoreError::Corrupt(format!("case {case_id}: {e}")))?,
-            submission: row.try_get::<String, _>(1)?.into(),
+            state: Arc::new(
+                serde_json::from_str(&state)
+                    .map_err(|e| StoreError::Corrupt(format!("case {case_id}: {e}")))?,
+            ),
+            submission: Submission::new(row.try_get::<String, _>(1)?),
             version: row.try_get(2)?,
         };
         if let Some(cache) = &self.cache {

@@ -19,7 +19,7 @@ pub async fn changes_saved_at_once_are_each_written_whole_and_one_per_version(st
     let change = |id: &str, seq: i64, summary: &str| Update {
         case_id: id.into(),
         version: 1,
-        state: Some(case(id)),
+        state: Some(case(id).into()),
         events: vec![event(id, seq)],
         audit: vec![AuditRecord::new(id, None, None, 2, "note", summary, None)],
         now: 2,
@@ -119,7 +119,11 @@ pub async fn new_cases_saved_at_once_are_each_stored_whole_and_once(store: &Stor
     let stored = store.load("N-twin").await.unwrap().unwrap().submission;
     let winners: Vec<_> = twins.iter().filter(|(_, i)| *i == Inserted::New).collect();
     assert_eq!(winners.len(), 1, "exactly one twin stored: {twins:?}");
-    assert!(winners[0].0.ends_with(&*stored), "{twins:?} vs {stored}");
+    assert!(
+        winners[0].0.ends_with(&*stored),
+        "{twins:?} vs {}",
+        &*stored
+    );
     let loser = twins.iter().find(|(_, i)| *i != Inserted::New).unwrap();
     assert_eq!(
         loser.1,
