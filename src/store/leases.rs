@@ -174,12 +174,15 @@ impl Store {
         let extra = match filter {
             Filter::Only(kind, department) => {
                 binds.extend([kind.to_string(), department.to_string()]);
-                "kind = $4 AND department = $5 AND ".to_string()
+                "kind = $5 AND department = $6 AND ".to_string()
             }
-            Filter::Admit(a) => a.exclusion(4, &mut binds),
+            Filter::Admit(a) => a.exclusion(5, &mut binds),
         };
+        // Each clock's due timers are a range of `timers_clock_due`; `due_at <= $4` (the later
+        // clock) bounds the walk should a plan go by due time alone. Walking every timer (the
+        // distant deadlines too) on each claim was a quarter of the store's time under load.
         let q = format!(
-            "SELECT id, kind, department FROM timers WHERE {extra}\
+            "SELECT id, kind, department FROM timers WHERE {extra}due_at <= $4 AND \
              ((clock = 'g' AND due_at <= $1) OR (clock = 'r' AND due_at <= $2)) \
              AND (lease_until IS NULL OR lease_until < $2) ORDER BY due_at LIMIT $3{}",
             self.skip_locked()
@@ -187,7 +190,8 @@ impl Store {
         let mut query = sqlx::query(self.sql(&q))
             .bind(now_gateway)
             .bind(now_real)
-            .bind(limit);
+            .bind(limit)
+            .bind(now_gateway.max(now_real));
         for b in &binds {
             query = query.bind(b);
         }

@@ -552,10 +552,15 @@ impl Store {
     pub async fn next_due(&self, admit: Admit<'_>) -> Result<(Option<i64>, Option<i64>)> {
         let mut binds = Vec::new();
         let extra = admit.exclusion(1, &mut binds);
-        let q = format!(
-            "SELECT MIN(CASE WHEN clock = 'g' THEN due_at END), MIN(CASE WHEN clock = 'r' THEN due_at END) \
-             FROM timers WHERE {extra}lease_owner IS NULL"
-        );
+        // Each clock's first unleased timer along `timers_clock_due`: the walk passes only that
+        // clock's timers running now (leased), not every timer as a `MIN` over the table did.
+        let first = |clock: &str| {
+            format!(
+                "(SELECT due_at FROM timers WHERE {extra}clock = '{clock}' AND lease_owner IS NULL \
+                 ORDER BY due_at LIMIT 1)"
+            )
+        };
+        let q = format!("SELECT {}, {}", first("g"), first("r"));
         let mut query = sqlx::query(self.sql(&q));
         for b in &binds {
             query = query.bind(b);

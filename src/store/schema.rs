@@ -122,6 +122,16 @@ pub const SQLITE: &[(i64, &[&str])] = &[
             )",
         ],
     ),
+    (
+        5,
+        &[
+            // Due timers are looked up per clock (the earliest unleased one to sleep until, the
+            // due ones to claim): by clock, then due time, instead of due time alone, which made
+            // each lookup walk past every timer of the other clock.
+            "CREATE INDEX timers_clock_due ON timers (clock, due_at)",
+            "DROP INDEX timers_due",
+        ],
+    ),
 ];
 
 /// (version, statements) for PostgreSQL.
@@ -239,6 +249,16 @@ pub const POSTGRES: &[(i64, &[&str])] = &[
                 next_at BIGINT NOT NULL,
                 PRIMARY KEY (department, class)
             )",
+        ],
+    ),
+    (
+        5,
+        &[
+            // Due timers are looked up per clock (the earliest unleased one to sleep until, the
+            // due ones to claim): by clock, then due time, instead of due time alone, which made
+            // each lookup walk past every timer of the other clock.
+            "CREATE INDEX timers_clock_due ON timers (clock, due_at)",
+            "DROP INDEX timers_due",
         ],
     ),
 ];
