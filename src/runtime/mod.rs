@@ -40,6 +40,7 @@ pub mod reload;
 pub mod render;
 pub mod reports;
 pub mod retention;
+pub mod rounds;
 pub mod scheduler;
 
 use std::net::SocketAddr;

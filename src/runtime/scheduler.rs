@@ -13,14 +13,14 @@ use tokio::task::{Id, JoinError, JoinSet};
 use super::admission::{self, InHand};
 use super::dispatch;
 use super::gateway::Gateway;
+use super::rounds::Rounds;
 
 /// Timers running (or waiting for their department's limits) at once.
 const SLOTS: usize = 256;
 /// Timers claimed in one round.
 const CLAIM: usize = 128;
-/// Rounds start at most this often: under load every timer that ends or is added wakes the
-/// loop, and each round is a read and a write of the store; waiting this long gathers the wakes
-/// of a moment into one round (idle, a timer still starts at once).
+/// Rounds start at most this often (`rounds.rs`): under load every timer that ends or is added
+/// woke the loop for a read and a write of the store, some 150 times a second.
 const ROUND: Duration = Duration::from_millis(10);
 
 /// The running timers' tasks, and what each counts against (department, class) until it ends,
@@ -49,16 +49,11 @@ impl Running {
 
 pub async fn run(gw: Arc<Gateway>, mut stop: watch::Receiver<bool>) -> JoinSet<()> {
     let mut r = Running::default();
-    let mut last_round = tokio::time::Instant::now() - ROUND;
+    let mut rounds = Rounds::new(ROUND);
     loop {
-        if *stop.borrow() {
+        if !rounds.start(&mut stop).await {
             return r.tasks;
         }
-        tokio::select! {
-            _ = tokio::time::sleep_until(last_round + ROUND) => {}
-            _ = stop.wait_for(|s| *s) => return r.tasks,
-        }
-        last_round = tokio::time::Instant::now();
         while let Some(done) = r.tasks.try_join_next_with_id() {
             r.finished(done);
         }
