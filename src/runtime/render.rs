@@ -9,7 +9,6 @@ use crate::mapping::context::{self, Clock as RenderClock, RenderInput};
 use crate::mapping::department::Department;
 use crate::mapping::expr::to_value;
 use crate::mapping::operation::{Operation, Request};
-use crate::store::Submission;
 use crate::translate::random_nonce;
 
 /// What else an operation may need.
@@ -56,10 +55,8 @@ pub fn render(
     op.render(ctx)
 }
 
-/// The submission as an expression value (parsed once per cached case).
-pub fn submission_value(submission: &Submission) -> Value {
-    submission.value(|text| {
-        let v: serde_json::Value = serde_json::from_str(text).unwrap_or(serde_json::Value::Null);
-        to_value(&v)
-    })
+/// The submission as an expression value.
+pub fn submission_value(text: &str) -> Value {
+    let v: serde_json::Value = serde_json::from_str(text).unwrap_or(serde_json::Value::Null);
+    to_value(&v)
 }

@@ -159,7 +159,7 @@ pub(super) mod tests {
     fn stored(id: &str, version: i64) -> StoredCase {
         StoredCase {
             state: case(id, false).into(),
-            submission: crate::store::Submission::new("{}"),
+            submission: "{}".into(),
             version,
         }
     }

@@ -183,42 +183,9 @@ pub struct StoredAudit {
 #[derive(Debug, Clone)]
 pub struct StoredCase {
     pub state: Arc<Case>,
-    pub submission: Submission,
+    /// Shared: the cache hands out copies of a case for every load.
+    pub submission: Arc<str>,
     pub version: i64,
-}
-
-/// A case's submission as received, with the form templates read it in, made at most once per
-/// cached case (every push and poll of the case renders from it). Shared: the cache hands out
-/// copies of a case for every load.
-#[derive(Debug, Clone)]
-pub struct Submission(Arc<SubmissionText>);
-
-#[derive(Debug)]
-struct SubmissionText {
-    text: Box<str>,
-    value: std::sync::OnceLock<minijinja::Value>,
-}
-
-impl Submission {
-    pub fn new(text: impl Into<Box<str>>) -> Submission {
-        Submission(Arc::new(SubmissionText {
-            text: text.into(),
-            value: std::sync::OnceLock::new(),
-        }))
-    }
-
-    /// The submission as `parse` makes it a template value, parsed on the first call only.
-    pub fn value(&self, parse: impl FnOnce(&str) -> minijinja::Value) -> minijinja::Value {
-        self.0.value.get_or_init(|| parse(&self.0.text)).clone()
-    }
-}
-
-impl std::ops::Deref for Submission {
-    type Target = str;
-
-    fn deref(&self) -> &str {
-        &self.0.text
-    }
 }
 
 /// A change to a case, applied in one transaction if the case is still at `version`.
@@ -467,7 +434,7 @@ impl Store {
         if let (Inserted::New, Some(cache)) = (&inserted, &self.cache) {
             cache.offer(&StoredCase {
                 state: Arc::new(state.clone()),
-                submission: Submission::new(submission),
+                submission: submission.into(),
                 version: 1,
             });
         }
@@ -491,7 +458,7 @@ impl Store {
                 serde_json::from_str(&state)
                     .map_err(|e| StoreError::Corrupt(format!("case {case_id}: {e}")))?,
             ),
-            submission: Submission::new(row.try_get::<String, _>(1)?),
+            submission: row.try_get::<String, _>(1)?.into(),
             version: row.try_get(2)?,
         };
         if let Some(cache) = &self.cache {

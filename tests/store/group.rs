@@ -119,11 +119,7 @@ pub async fn new_cases_saved_at_once_are_each_stored_whole_and_once(store: &Stor
     let stored = store.load("N-twin").await.unwrap().unwrap().submission;
     let winners: Vec<_> = twins.iter().filter(|(_, i)| *i == Inserted::New).collect();
     assert_eq!(winners.len(), 1, "exactly one twin stored: {twins:?}");
-    assert!(
-        winners[0].0.ends_with(&*stored),
-        "{twins:?} vs {}",
-        &*stored
-    );
+    assert!(winners[0].0.ends_with(&*stored), "{twins:?} vs {stored}");
     let loser = twins.iter().find(|(_, i)| *i != Inserted::New).unwrap();
     assert_eq!(
         loser.1,
