@@ -3,7 +3,8 @@
 //!
 //! Version 2 adds `items` (one row per item: status and the running legal limit, for `/metrics`
 //! without reading every case), dead-letter replays, and audit anchors (where retention pruned a
-//! chain, the hash the remaining records continue from).
+//! chain, the hash the remaining records continue from). Version 5 indexes timers by clock, then
+//! due time, the way the scheduler looks them up.
 
 /// (version, statements) for SQLite.
 pub const SQLITE: &[(i64, &[&str])] = &[
