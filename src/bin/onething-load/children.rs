@@ -34,6 +34,20 @@ pub fn spawn(
     cmd.spawn().expect("cannot start a child")
 }
 
+/// Sends SIGTERM to these processes when dropped: on the way out of a panic, the children
+/// (`mem::forget` it once they are stopped the normal way).
+pub struct StopOnDrop(pub Vec<u32>);
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        for pid in &self.0 {
+            let _ = Command::new("kill")
+                .args(["-TERM", &pid.to_string()])
+                .status();
+        }
+    }
+}
+
 /// SIGTERM, then up to 20 s for the exit status.
 pub fn stop(name: &str, child: &mut Child) -> String {
     let _ = Command::new("kill")

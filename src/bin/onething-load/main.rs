@@ -19,7 +19,7 @@ mod measure;
 mod seed;
 mod unlimited;
 
-use children::{free_ports, get, log_summary, spawn, stop, wait_http};
+use children::{StopOnDrop, free_ports, get, log_summary, spawn, stop, wait_http};
 use measure::{cpu, machine, memory, spread, steady};
 use seed::{seed, submission};
 
@@ -262,7 +262,17 @@ async fn start(args: Args) -> Result<bool, String> {
             spawn(&bin, &["run"], &env, logs(&names.0, &names.1))
         })
         .collect();
+    // Should this tool die before it stops them (a panic: printing into a closed pipe, say),
+    // the guard stops the children instead of leaving them running.
+    let guard = StopOnDrop(
+        [&sim, &daemon]
+            .into_iter()
+            .chain(&others)
+            .map(Child::id)
+            .collect(),
+    );
     let outcome = run.drive(&mut sim, &mut daemon).await;
+    std::mem::forget(guard);
     for o in &mut others {
         println!("{}", stop("daemon", o));
     }
