@@ -370,13 +370,13 @@ impl Store {
             .iter()
             .map(|r| r.try_get(0))
             .collect::<std::result::Result<_, _>>()?;
-        // The claimed cases' pending events, by the cases' ids: finding the cases by the lease
-        // instead read every pending event's row, milliseconds a round once the relay had a
-        // backlog.
-        // One statement: `limit` ids are far below either database's bound on parameters.
         if claimed.is_empty() {
             return Ok((token, Vec::new()));
         }
+        // The claimed cases' pending events, by the cases' ids: finding the cases by the lease
+        // instead read every pending event's row, milliseconds a round once the relay had a
+        // backlog. One statement: `limit` ids are far below either database's bound on
+        // parameters.
         let q = format!(
             "SELECT event_id, case_id, seq, routing_key, body FROM outbox \
              WHERE published_at IS NULL AND case_id IN {} ORDER BY case_id, seq",
