@@ -41,16 +41,29 @@ fn sim_starts_every_system_and_stops_on_sigterm() {
     let stderr = BufReader::new(child.stderr.take().unwrap());
     let mut lines = stderr.lines();
     let mut listening = 0;
+    let mut said = Vec::new();
     for line in lines.by_ref() {
         let line = line.unwrap();
         if line.contains("simulator listening") {
             listening += 1;
         }
-        if line.contains("callbacks go to the gateway") {
+        let ready = line.contains("callbacks go to the gateway");
+        said.push(line);
+        if ready {
             break;
         }
     }
-    assert_eq!(listening, 9);
+    let status = if listening == 9 {
+        None
+    } else {
+        child.wait().ok()
+    };
+    assert_eq!(
+        listening,
+        9,
+        "the simulators' process ({status:?}) said:\n{}",
+        said.join("\n")
+    );
     for p in &ports {
         let mut s = std::net::TcpStream::connect(("127.0.0.1", *p)).expect("listening");
         use std::io::{Read, Write};
