@@ -157,7 +157,11 @@ async fn start(args: Args) -> Result<bool, String> {
     let work = std::env::temp_dir().join(format!("onething-load-{pid}"));
     if args.drop.is_some() {
         drop_topology(&topo).await;
-        return std::fs::remove_dir_all(&work).map(|_| true).map_err(e);
+        // The folder may be gone already (removed by hand): the broker objects were the rest.
+        return match std::fs::remove_dir_all(&work) {
+            Err(err) if err.kind() != std::io::ErrorKind::NotFound => Err(e(err)),
+            _ => Ok(true),
+        };
     }
     let bin = std::env::current_exe()
         .map_err(e)?
