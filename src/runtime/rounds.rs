@@ -1,5 +1,5 @@
-//! The pace of a loop that asks the store for work (the scheduler, the relay): rounds start at
-//! most every so often. Under load every change wakes such a loop, and each round costs reads and
+//! The pace of a loop that asks the store for work (the scheduler): rounds start at most every
+//! so often. Under load every change wakes such a loop, and each round costs reads and
 //! a write of the store whatever it finds; gathering the wakes of a moment into one round makes
 //! the rounds fewer and fuller. Idle, a round still starts at once.
 

@@ -208,7 +208,8 @@ pub struct Update {
 /// A new case with its first change (events, timers, audit), as `insert_case` stores it.
 #[derive(Debug, Clone)]
 pub(super) struct NewCase {
-    pub state: Case,
+    /// Shared with the cache once stored.
+    pub state: Arc<Case>,
     /// `state` as JSON.
     pub json: String,
     pub submission: String,
@@ -421,8 +422,9 @@ impl Store {
         submission: &str,
         first: Update,
     ) -> Result<Inserted> {
+        let shared = Arc::new(state.clone());
         let new = NewCase {
-            state: state.clone(),
+            state: shared.clone(),
             json: state_json(state)?,
             submission: submission.to_string(),
             first,
@@ -433,7 +435,7 @@ impl Store {
         };
         if let (Inserted::New, Some(cache)) = (&inserted, &self.cache) {
             cache.offer(&StoredCase {
-                state: Arc::new(state.clone()),
+                state: shared,
                 submission: submission.into(),
                 version: 1,
             });

@@ -6,6 +6,14 @@
 //! chain, the hash the remaining records continue from). Version 5 indexes timers by clock, then
 //! due time, the way the scheduler looks them up.
 
+/// Version 5, the same on both backends. Due timers are looked up per clock (the earliest
+/// unleased one to sleep until, the due ones to claim): by clock, then due time, instead of due
+/// time alone, which made each lookup walk past every timer of the other clock.
+const V5: &[&str] = &[
+    "CREATE INDEX timers_clock_due ON timers (clock, due_at)",
+    "DROP INDEX timers_due",
+];
+
 /// (version, statements) for SQLite.
 pub const SQLITE: &[(i64, &[&str])] = &[
     (
@@ -123,16 +131,7 @@ pub const SQLITE: &[(i64, &[&str])] = &[
             )",
         ],
     ),
-    (
-        5,
-        &[
-            // Due timers are looked up per clock (the earliest unleased one to sleep until, the
-            // due ones to claim): by clock, then due time, instead of due time alone, which made
-            // each lookup walk past every timer of the other clock.
-            "CREATE INDEX timers_clock_due ON timers (clock, due_at)",
-            "DROP INDEX timers_due",
-        ],
-    ),
+    (5, V5),
 ];
 
 /// (version, statements) for PostgreSQL.
@@ -252,14 +251,5 @@ pub const POSTGRES: &[(i64, &[&str])] = &[
             )",
         ],
     ),
-    (
-        5,
-        &[
-            // Due timers are looked up per clock (the earliest unleased one to sleep until, the
-            // due ones to claim): by clock, then due time, instead of due time alone, which made
-            // each lookup walk past every timer of the other clock.
-            "CREATE INDEX timers_clock_due ON timers (clock, due_at)",
-            "DROP INDEX timers_due",
-        ],
-    ),
+    (5, V5),
 ];

@@ -40,19 +40,19 @@ pub struct StopOnDrop(pub Vec<u32>);
 
 impl Drop for StopOnDrop {
     fn drop(&mut self) {
-        for pid in &self.0 {
-            let _ = Command::new("kill")
-                .args(["-TERM", &pid.to_string()])
-                .status();
-        }
+        self.0.iter().copied().for_each(sigterm);
     }
+}
+
+fn sigterm(pid: u32) {
+    let _ = Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status();
 }
 
 /// SIGTERM, then up to 20 s for the exit status.
 pub fn stop(name: &str, child: &mut Child) -> String {
-    let _ = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status();
+    sigterm(child.id());
     let asked = Instant::now();
     while secs(asked) < 20.0 {
         if let Ok(Some(s)) = child.try_wait() {
