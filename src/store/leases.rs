@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use sqlx::Row;
 
+use super::rows::{padded, repeat_last, values};
 use super::{Backend, Done, OutboxEvent, Result, Store, Timer, Touch, Work, outbox_row, timer_row};
 
 /// What a claim may take of each department's work. Each counted kind belongs to a class (the
@@ -226,13 +227,13 @@ impl Store {
             "UPDATE timers SET lease_owner = $1, lease_until = $2 WHERE id IN {} \
              AND (lease_until IS NULL OR lease_until < $3) \
              RETURNING id, case_id, item, kind, department, clock, due_at, payload",
-            super::write::values(1, ids.len(), 4)
+            values(1, padded(ids.len()), 4)
         );
         let mut query = sqlx::query(self.sql(&q))
             .bind(token.clone())
             .bind(now_real + lease.as_millis() as i64)
             .bind(now_real);
-        for id in &ids {
+        for id in repeat_last(&ids) {
             query = query.bind(*id);
         }
         let rows = match tx {
@@ -380,10 +381,10 @@ impl Store {
         let q = format!(
             "SELECT event_id, case_id, seq, routing_key, body FROM outbox \
              WHERE published_at IS NULL AND case_id IN {} ORDER BY case_id, seq",
-            super::write::values(1, claimed.len(), 1)
+            values(1, padded(claimed.len()), 1)
         );
         let mut query = sqlx::query(self.sql(&q));
-        for id in &claimed {
+        for id in repeat_last(&claimed) {
             query = query.bind(id);
         }
         let rows = query.fetch_all(&self.read).await?;

@@ -14,6 +14,7 @@ mod group;
 mod items;
 mod leases;
 mod permits;
+mod rows;
 mod schema;
 mod write;
 

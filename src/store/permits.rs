@@ -5,7 +5,7 @@
 
 use sqlx::Row;
 
-use super::write::values;
+use super::rows::values;
 use super::{Result, Store};
 
 impl Store {

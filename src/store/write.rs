@@ -8,6 +8,7 @@ use std::collections::{HashMap, HashSet};
 
 use sqlx::Row;
 
+use super::rows::{CHUNK, Col, bind_padding, insert_rows, padded, repeat_last, values};
 use super::{
     AuditRecord, Backend, Batch, Inserted, NewCase, NewTimer, Release, Result, Store, StoreError,
     Touch, Update, Written, chain_hash,
@@ -15,31 +16,15 @@ use super::{
 use crate::engine::Case;
 use crate::store::{ItemRow, item_rows};
 
-/// Rows per statement: far below SQLite's and PostgreSQL's limits on bound values.
-const CHUNK: usize = 100;
-
 pub(super) type Tx<'a> = sqlx::Transaction<'a, sqlx::Any>;
 
-/// `($1, $2), ($3, $4)`: placeholders for `rows` rows of `cols` values, numbered from `$first`
-/// (one row is an `IN (…)` list).
-pub(super) fn values(rows: usize, cols: usize, first: usize) -> String {
-    let mut s = String::new();
-    for r in 0..rows {
-        if r > 0 {
-            s.push_str(", ");
-        }
-        s.push('(');
-        for c in 0..cols {
-            if c > 0 {
-                s.push_str(", ");
-            }
-            s.push('$');
-            s.push_str(&(first + r * cols + c).to_string());
-        }
-        s.push(')');
-    }
-    s
-}
+// The columns of each insert, for the rows of NULLs that pad it (`rows::insert_rows`).
+use Col::{Int, Int32, Text};
+const CASE_COLS: [Col; 8] = [Text, Text, Text, Text, Int, Int, Int, Int32];
+const OUTBOX_COLS: [Col; 6] = [Text, Text, Int, Text, Text, Int];
+const TIMER_COLS: [Col; 7] = [Text, Text, Text, Text, Text, Int, Text];
+const ITEM_COLS: [Col; 5] = [Text, Text, Text, Text, Int];
+const AUDIT_COLS: [Col; 9] = [Text, Text, Text, Int, Text, Text, Text, Text, Text];
 
 /// The timers to write, one per (case, item, kind): a later one replaces an earlier one, as a
 /// sequence of single upserts would (PostgreSQL refuses to upsert one row twice in a statement).
@@ -127,10 +112,10 @@ impl Store {
                  UPDATE timers SET payload = v.payload, lease_until = v.lease_until \
                  FROM v WHERE timers.id = v.id AND timers.lease_owner = v.token \
                  RETURNING timers.id, timers.lease_owner",
-                values(chunk.len(), 4, 1)
+                values(padded(chunk.len()), 4, 1)
             );
             let mut query = sqlx::query(self.sql(&q));
-            for t in chunk {
+            for t in repeat_last(chunk) {
                 query = query
                     .bind(t.id)
                     .bind(&t.token)
@@ -162,10 +147,10 @@ impl Store {
             for chunk in ids.chunks(CHUNK) {
                 let q = format!(
                     "UPDATE outbox SET published_at = $1 WHERE event_id IN {}",
-                    values(1, chunk.len(), 2)
+                    values(1, padded(chunk.len()), 2)
                 );
                 let mut query = sqlx::query(self.sql(&q)).bind(at);
-                for id in chunk {
+                for id in repeat_last(chunk) {
                     query = query.bind(*id);
                 }
                 query.execute(&mut **tx).await?;
@@ -181,8 +166,8 @@ impl Store {
         for chunk in inserts.chunks(CHUNK) {
             let q = format!(
                 "INSERT INTO cases (case_id, onething, submission, state, version, received_at, updated_at, completed) \
-                 VALUES {} ON CONFLICT (case_id) DO NOTHING RETURNING case_id",
-                values(chunk.len(), 8, 1)
+                 {} ON CONFLICT (case_id) DO NOTHING RETURNING case_id",
+                insert_rows(chunk.len(), 8, 1)
             );
             let mut query = sqlx::query(self.sql(&q));
             for n in chunk {
@@ -196,6 +181,7 @@ impl Store {
                     .bind(n.first.now)
                     .bind(i32::from(n.state.completed));
             }
+            let query = bind_padding(query, chunk.len(), &CASE_COLS);
             for row in query.fetch_all(&mut **tx).await? {
                 new.insert(row.try_get(0)?);
             }
@@ -209,10 +195,10 @@ impl Store {
         for chunk in taken.chunks(CHUNK) {
             let q = format!(
                 "SELECT case_id, submission FROM cases WHERE case_id IN {}",
-                values(1, chunk.len(), 1)
+                values(1, padded(chunk.len()), 1)
             );
             let mut query = sqlx::query(self.sql(&q));
-            for id in chunk {
+            for id in repeat_last(chunk) {
                 query = query.bind(*id);
             }
             for row in query.fetch_all(&mut **tx).await? {
@@ -255,10 +241,10 @@ impl Store {
                  updated_at = v.updated_at, completed = v.completed \
                  FROM v WHERE cases.case_id = v.case_id AND cases.version = v.version \
                  RETURNING cases.case_id",
-                values(chunk.len(), 5, 1)
+                values(padded(chunk.len()), 5, 1)
             );
             let mut query = sqlx::query(self.sql(&q));
-            for (u, json) in chunk {
+            for (u, json) in repeat_last(chunk) {
                 let completed = u.state.as_ref().is_some_and(|s| s.completed);
                 query = query
                     .bind(&u.case_id)
@@ -283,8 +269,8 @@ impl Store {
             .collect();
         for chunk in events.chunks(CHUNK) {
             let q = format!(
-                "INSERT INTO outbox (event_id, case_id, seq, routing_key, body, created_at) VALUES {}",
-                values(chunk.len(), 6, 1)
+                "INSERT INTO outbox (event_id, case_id, seq, routing_key, body, created_at) {}",
+                insert_rows(chunk.len(), 6, 1)
             );
             let mut query = sqlx::query(self.sql(&q));
             for (e, now) in chunk {
@@ -296,6 +282,7 @@ impl Store {
                     .bind(&e.body)
                     .bind(*now);
             }
+            let query = bind_padding(query, chunk.len(), &OUTBOX_COLS);
             query.execute(&mut **tx).await?;
         }
         let drops: Vec<_> = updates
@@ -303,7 +290,7 @@ impl Store {
             .flat_map(|u| u.drop_timers.iter().map(move |(i, k)| (&u.case_id, i, k)))
             .collect();
         for chunk in drops.chunks(CHUNK) {
-            let terms: Vec<String> = (0..chunk.len())
+            let terms: Vec<String> = (0..padded(chunk.len()))
                 .map(|i| {
                     let n = 1 + 3 * i;
                     format!(
@@ -315,7 +302,7 @@ impl Store {
                 .collect();
             let q = format!("DELETE FROM timers WHERE {}", terms.join(" OR "));
             let mut query = sqlx::query(self.sql(&q));
-            for (case_id, item, kind) in chunk {
+            for (case_id, item, kind) in repeat_last(chunk) {
                 query = query.bind(*case_id).bind(*item).bind(*kind);
             }
             query.execute(&mut **tx).await?;
@@ -325,10 +312,10 @@ impl Store {
         let timers = last_per_key(updates.iter().flat_map(|u| &u.timers));
         for chunk in timers.chunks(CHUNK) {
             let q = format!(
-                "INSERT INTO timers (case_id, item, kind, department, clock, due_at, payload) VALUES {} \
+                "INSERT INTO timers (case_id, item, kind, department, clock, due_at, payload) {} \
                  ON CONFLICT (case_id, item, kind) DO UPDATE SET department = excluded.department, clock = excluded.clock, \
                  due_at = excluded.due_at, payload = excluded.payload, lease_owner = NULL, lease_until = NULL",
-                values(chunk.len(), 7, 1)
+                insert_rows(chunk.len(), 7, 1)
             );
             let mut query = sqlx::query(self.sql(&q));
             for t in chunk {
@@ -341,6 +328,7 @@ impl Store {
                     .bind(t.due_at)
                     .bind(t.payload.to_string());
             }
+            let query = bind_padding(query, chunk.len(), &TIMER_COLS);
             query.execute(&mut **tx).await?;
         }
         let audit: Vec<&AuditRecord> = updates.iter().flat_map(|u| &u.audit).collect();
@@ -358,12 +346,12 @@ impl Store {
             })
             .collect();
         for chunk in deletes.chunks(CHUNK) {
-            let terms: Vec<String> = (0..chunk.len())
+            let terms: Vec<String> = (0..padded(chunk.len()))
                 .map(|i| format!("(id = ${} AND lease_owner = ${})", 1 + 2 * i, 2 + 2 * i))
                 .collect();
             let q = format!("DELETE FROM timers WHERE {}", terms.join(" OR "));
             let mut query = sqlx::query(self.sql(&q));
-            for (id, token) in chunk {
+            for (id, token) in repeat_last(chunk) {
                 query = query.bind(*id).bind(*token);
             }
             query.execute(&mut **tx).await?;
@@ -385,10 +373,10 @@ impl Store {
                 "WITH v(id, token, due_at, payload) AS (VALUES {}) \
                  UPDATE timers SET due_at = v.due_at, payload = v.payload, lease_owner = NULL, lease_until = NULL \
                  FROM v WHERE timers.id = v.id AND timers.lease_owner = v.token",
-                values(chunk.len(), 4, 1)
+                values(padded(chunk.len()), 4, 1)
             );
             let mut query = sqlx::query(self.sql(&q));
-            for (id, token, due_at, payload) in chunk {
+            for (id, token, due_at, payload) in repeat_last(chunk) {
                 query = query.bind(*id).bind(*token).bind(*due_at).bind(payload);
             }
             query.execute(&mut **tx).await?;
@@ -406,10 +394,10 @@ impl Store {
     async fn write_item_rows(&self, tx: &mut Tx<'_>, rows: &[(&str, ItemRow)]) -> Result<()> {
         for chunk in rows.chunks(CHUNK) {
             let q = format!(
-                "INSERT INTO items (case_id, item, department, status, limit_due) VALUES {} \
+                "INSERT INTO items (case_id, item, department, status, limit_due) {} \
                  ON CONFLICT (case_id, item) DO UPDATE SET department = excluded.department, \
                  status = excluded.status, limit_due = excluded.limit_due",
-                values(chunk.len(), 5, 1)
+                insert_rows(chunk.len(), 5, 1)
             );
             let mut query = sqlx::query(self.sql(&q));
             for (case_id, r) in chunk {
@@ -420,6 +408,7 @@ impl Store {
                     .bind(r.status)
                     .bind(r.limit_due);
             }
+            let query = bind_padding(query, chunk.len(), &ITEM_COLS);
             query.execute(&mut **tx).await?;
         }
         Ok(())
@@ -454,8 +443,8 @@ impl Store {
         }
         for chunk in rows.chunks(CHUNK) {
             let q = format!(
-                "INSERT INTO audit (case_id, item, department, at, kind, summary, body_sha256, prev_hash, hash) VALUES {}",
-                values(chunk.len(), 9, 1)
+                "INSERT INTO audit (case_id, item, department, at, kind, summary, body_sha256, prev_hash, hash) {}",
+                insert_rows(chunk.len(), 9, 4)
             );
             let mut query = sqlx::query(self.sql(&q));
             for (a, prev, hash) in chunk {
@@ -470,6 +459,7 @@ impl Store {
                     .bind(prev.clone())
                     .bind(hash);
             }
+            let query = bind_padding(query, chunk.len(), &AUDIT_COLS);
             query.execute(&mut **tx).await?;
         }
         Ok(())
@@ -498,10 +488,10 @@ impl Store {
             let q = format!(
                 "SELECT case_id, hash FROM audit WHERE id IN (SELECT MAX(id) FROM audit \
                  WHERE case_id IN {} GROUP BY case_id)",
-                values(1, chunk.len(), 1)
+                values(1, padded(chunk.len()), 1)
             );
             let mut query = sqlx::query(self.sql(&q));
-            for c in chunk {
+            for c in repeat_last(chunk) {
                 query = query.bind(*c);
             }
             for row in query.fetch_all(&mut **tx).await? {
@@ -534,12 +524,6 @@ impl Store {
 mod tests {
     use super::*;
     use crate::store::TimerClock;
-
-    #[test]
-    fn placeholders_are_numbered_row_by_row() {
-        assert_eq!(values(2, 3, 1), "($1, $2, $3), ($4, $5, $6)");
-        assert_eq!(values(1, 2, 2), "($2, $3)");
-    }
 
     #[test]
     fn a_later_timer_of_the_same_key_replaces_the_earlier() {
