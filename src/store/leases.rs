@@ -223,13 +223,15 @@ impl Store {
             return Ok(Vec::new());
         }
         let token = Self::token(owner);
-        let q = format!(
-            "UPDATE timers SET lease_owner = $1, lease_until = $2 WHERE id IN {} \
-             AND (lease_until IS NULL OR lease_until < $3) \
-             RETURNING id, case_id, item, kind, department, clock, due_at, payload",
-            values(1, padded(ids.len()), 4)
-        );
-        let mut query = sqlx::query(self.sql(&q))
+        let sql = self.sql_rows(padded(ids.len()), |n| {
+            format!(
+                "UPDATE timers SET lease_owner = $1, lease_until = $2 WHERE id IN {} \
+                 AND (lease_until IS NULL OR lease_until < $3) \
+                 RETURNING id, case_id, item, kind, department, clock, due_at, payload",
+                values(1, n, 4)
+            )
+        });
+        let mut query = sqlx::query(sql)
             .bind(token.clone())
             .bind(now_real + lease.as_millis() as i64)
             .bind(now_real);
@@ -378,12 +380,14 @@ impl Store {
         // instead read every pending event's row, milliseconds a round once the relay had a
         // backlog. One statement: `limit` ids are far below either database's bound on
         // parameters.
-        let q = format!(
-            "SELECT event_id, case_id, seq, routing_key, body FROM outbox \
-             WHERE published_at IS NULL AND case_id IN {} ORDER BY case_id, seq",
-            values(1, padded(claimed.len()), 1)
-        );
-        let mut query = sqlx::query(self.sql(&q));
+        let sql = self.sql_rows(padded(claimed.len()), |n| {
+            format!(
+                "SELECT event_id, case_id, seq, routing_key, body FROM outbox \
+                 WHERE published_at IS NULL AND case_id IN {} ORDER BY case_id, seq",
+                values(1, n, 1)
+            )
+        });
+        let mut query = sqlx::query(sql);
         for id in repeat_last(&claimed) {
             query = query.bind(id);
         }

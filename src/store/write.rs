@@ -107,14 +107,16 @@ impl Store {
     ) -> Result<HashSet<(i64, String)>> {
         let mut touched = HashSet::new();
         for chunk in touches.chunks(CHUNK) {
-            let q = format!(
-                "WITH v(id, token, payload, lease_until) AS (VALUES {}) \
-                 UPDATE timers SET payload = v.payload, lease_until = v.lease_until \
-                 FROM v WHERE timers.id = v.id AND timers.lease_owner = v.token \
-                 RETURNING timers.id, timers.lease_owner",
-                values(padded(chunk.len()), 4, 1)
-            );
-            let mut query = sqlx::query(self.sql(&q));
+            let sql = self.sql_rows(padded(chunk.len()), |n| {
+                format!(
+                    "WITH v(id, token, payload, lease_until) AS (VALUES {}) \
+                     UPDATE timers SET payload = v.payload, lease_until = v.lease_until \
+                     FROM v WHERE timers.id = v.id AND timers.lease_owner = v.token \
+                     RETURNING timers.id, timers.lease_owner",
+                    values(n, 4, 1)
+                )
+            });
+            let mut query = sqlx::query(sql);
             for t in repeat_last(chunk) {
                 query = query
                     .bind(t.id)
@@ -145,11 +147,13 @@ impl Store {
                 .map(|(id, _)| *id)
                 .collect();
             for chunk in ids.chunks(CHUNK) {
-                let q = format!(
-                    "UPDATE outbox SET published_at = $1 WHERE event_id IN {}",
-                    values(1, padded(chunk.len()), 2)
-                );
-                let mut query = sqlx::query(self.sql(&q)).bind(at);
+                let sql = self.sql_rows(padded(chunk.len()), |n| {
+                    format!(
+                        "UPDATE outbox SET published_at = $1 WHERE event_id IN {}",
+                        values(1, n, 2)
+                    )
+                });
+                let mut query = sqlx::query(sql).bind(at);
                 for id in repeat_last(chunk) {
                     query = query.bind(*id);
                 }
@@ -164,12 +168,14 @@ impl Store {
     async fn insert_cases(&self, tx: &mut Tx<'_>, inserts: &[&NewCase]) -> Result<Vec<Inserted>> {
         let mut new: HashSet<String> = HashSet::new();
         for chunk in inserts.chunks(CHUNK) {
-            let q = format!(
-                "INSERT INTO cases (case_id, onething, submission, state, version, received_at, updated_at, completed) \
-                 {} ON CONFLICT (case_id) DO NOTHING RETURNING case_id",
-                insert_rows(chunk.len(), 8, 1)
-            );
-            let mut query = sqlx::query(self.sql(&q));
+            let sql = self.sql_rows(padded(chunk.len()), |n| {
+                format!(
+                    "INSERT INTO cases (case_id, onething, submission, state, version, received_at, updated_at, completed) \
+                     {} ON CONFLICT (case_id) DO NOTHING RETURNING case_id",
+                    insert_rows(n, 8, 1)
+                )
+            });
+            let mut query = sqlx::query(sql);
             for n in chunk {
                 query = query
                     .bind(&n.state.case_id)
@@ -193,11 +199,13 @@ impl Store {
             .collect();
         let mut stored: HashMap<String, String> = HashMap::new();
         for chunk in taken.chunks(CHUNK) {
-            let q = format!(
-                "SELECT case_id, submission FROM cases WHERE case_id IN {}",
-                values(1, padded(chunk.len()), 1)
-            );
-            let mut query = sqlx::query(self.sql(&q));
+            let sql = self.sql_rows(padded(chunk.len()), |n| {
+                format!(
+                    "SELECT case_id, submission FROM cases WHERE case_id IN {}",
+                    values(1, n, 1)
+                )
+            });
+            let mut query = sqlx::query(sql);
             for id in repeat_last(chunk) {
                 query = query.bind(*id);
             }
@@ -235,15 +243,17 @@ impl Store {
             .collect();
         let mut current: HashSet<String> = HashSet::new();
         for chunk in stateful.chunks(CHUNK) {
-            let q = format!(
-                "WITH v(case_id, version, state, updated_at, completed) AS (VALUES {}) \
-                 UPDATE cases SET state = v.state, version = cases.version + 1, \
-                 updated_at = v.updated_at, completed = v.completed \
-                 FROM v WHERE cases.case_id = v.case_id AND cases.version = v.version \
-                 RETURNING cases.case_id",
-                values(padded(chunk.len()), 5, 1)
-            );
-            let mut query = sqlx::query(self.sql(&q));
+            let sql = self.sql_rows(padded(chunk.len()), |n| {
+                format!(
+                    "WITH v(case_id, version, state, updated_at, completed) AS (VALUES {}) \
+                     UPDATE cases SET state = v.state, version = cases.version + 1, \
+                     updated_at = v.updated_at, completed = v.completed \
+                     FROM v WHERE cases.case_id = v.case_id AND cases.version = v.version \
+                     RETURNING cases.case_id",
+                    values(n, 5, 1)
+                )
+            });
+            let mut query = sqlx::query(sql);
             for (u, json) in repeat_last(chunk) {
                 let completed = u.state.as_ref().is_some_and(|s| s.completed);
                 query = query
@@ -268,11 +278,13 @@ impl Store {
             .flat_map(|u| u.events.iter().map(move |e| (e, u.now)))
             .collect();
         for chunk in events.chunks(CHUNK) {
-            let q = format!(
-                "INSERT INTO outbox (event_id, case_id, seq, routing_key, body, created_at) {}",
-                insert_rows(chunk.len(), 6, 1)
-            );
-            let mut query = sqlx::query(self.sql(&q));
+            let sql = self.sql_rows(padded(chunk.len()), |n| {
+                format!(
+                    "INSERT INTO outbox (event_id, case_id, seq, routing_key, body, created_at) {}",
+                    insert_rows(n, 6, 1)
+                )
+            });
+            let mut query = sqlx::query(sql);
             for (e, now) in chunk {
                 query = query
                     .bind(&e.event_id)
@@ -290,18 +302,20 @@ impl Store {
             .flat_map(|u| u.drop_timers.iter().map(move |(i, k)| (&u.case_id, i, k)))
             .collect();
         for chunk in drops.chunks(CHUNK) {
-            let terms: Vec<String> = (0..padded(chunk.len()))
-                .map(|i| {
-                    let n = 1 + 3 * i;
-                    format!(
-                        "(case_id = ${n} AND item = ${} AND kind = ${})",
-                        n + 1,
-                        n + 2
-                    )
-                })
-                .collect();
-            let q = format!("DELETE FROM timers WHERE {}", terms.join(" OR "));
-            let mut query = sqlx::query(self.sql(&q));
+            let sql = self.sql_rows(padded(chunk.len()), |rows| {
+                let terms: Vec<String> = (0..rows)
+                    .map(|i| {
+                        let n = 1 + 3 * i;
+                        format!(
+                            "(case_id = ${n} AND item = ${} AND kind = ${})",
+                            n + 1,
+                            n + 2
+                        )
+                    })
+                    .collect();
+                format!("DELETE FROM timers WHERE {}", terms.join(" OR "))
+            });
+            let mut query = sqlx::query(sql);
             for (case_id, item, kind) in repeat_last(chunk) {
                 query = query.bind(*case_id).bind(*item).bind(*kind);
             }
@@ -311,13 +325,15 @@ impl Store {
         self.write_releases(tx, &releases).await?;
         let timers = last_per_key(updates.iter().flat_map(|u| &u.timers));
         for chunk in timers.chunks(CHUNK) {
-            let q = format!(
-                "INSERT INTO timers (case_id, item, kind, department, clock, due_at, payload) {} \
-                 ON CONFLICT (case_id, item, kind) DO UPDATE SET department = excluded.department, clock = excluded.clock, \
-                 due_at = excluded.due_at, payload = excluded.payload, lease_owner = NULL, lease_until = NULL",
-                insert_rows(chunk.len(), 7, 1)
-            );
-            let mut query = sqlx::query(self.sql(&q));
+            let sql = self.sql_rows(padded(chunk.len()), |n| {
+                format!(
+                    "INSERT INTO timers (case_id, item, kind, department, clock, due_at, payload) {} \
+                     ON CONFLICT (case_id, item, kind) DO UPDATE SET department = excluded.department, clock = excluded.clock, \
+                     due_at = excluded.due_at, payload = excluded.payload, lease_owner = NULL, lease_until = NULL",
+                    insert_rows(n, 7, 1)
+                )
+            });
+            let mut query = sqlx::query(sql);
             for t in chunk {
                 query = query
                     .bind(&t.case_id)
@@ -346,11 +362,13 @@ impl Store {
             })
             .collect();
         for chunk in deletes.chunks(CHUNK) {
-            let terms: Vec<String> = (0..padded(chunk.len()))
-                .map(|i| format!("(id = ${} AND lease_owner = ${})", 1 + 2 * i, 2 + 2 * i))
-                .collect();
-            let q = format!("DELETE FROM timers WHERE {}", terms.join(" OR "));
-            let mut query = sqlx::query(self.sql(&q));
+            let sql = self.sql_rows(padded(chunk.len()), |rows| {
+                let terms: Vec<String> = (0..rows)
+                    .map(|i| format!("(id = ${} AND lease_owner = ${})", 1 + 2 * i, 2 + 2 * i))
+                    .collect();
+                format!("DELETE FROM timers WHERE {}", terms.join(" OR "))
+            });
+            let mut query = sqlx::query(sql);
             for (id, token) in repeat_last(chunk) {
                 query = query.bind(*id).bind(*token);
             }
@@ -369,13 +387,15 @@ impl Store {
             })
             .collect();
         for chunk in reschedules.chunks(CHUNK) {
-            let q = format!(
-                "WITH v(id, token, due_at, payload) AS (VALUES {}) \
-                 UPDATE timers SET due_at = v.due_at, payload = v.payload, lease_owner = NULL, lease_until = NULL \
-                 FROM v WHERE timers.id = v.id AND timers.lease_owner = v.token",
-                values(padded(chunk.len()), 4, 1)
-            );
-            let mut query = sqlx::query(self.sql(&q));
+            let sql = self.sql_rows(padded(chunk.len()), |n| {
+                format!(
+                    "WITH v(id, token, due_at, payload) AS (VALUES {}) \
+                     UPDATE timers SET due_at = v.due_at, payload = v.payload, lease_owner = NULL, lease_until = NULL \
+                     FROM v WHERE timers.id = v.id AND timers.lease_owner = v.token",
+                    values(n, 4, 1)
+                )
+            });
+            let mut query = sqlx::query(sql);
             for (id, token, due_at, payload) in repeat_last(chunk) {
                 query = query.bind(*id).bind(*token).bind(*due_at).bind(payload);
             }
@@ -393,13 +413,15 @@ impl Store {
     /// Item rows of cases, all in one upsert.
     async fn write_item_rows(&self, tx: &mut Tx<'_>, rows: &[(&str, ItemRow)]) -> Result<()> {
         for chunk in rows.chunks(CHUNK) {
-            let q = format!(
-                "INSERT INTO items (case_id, item, department, status, limit_due) {} \
-                 ON CONFLICT (case_id, item) DO UPDATE SET department = excluded.department, \
-                 status = excluded.status, limit_due = excluded.limit_due",
-                insert_rows(chunk.len(), 5, 1)
-            );
-            let mut query = sqlx::query(self.sql(&q));
+            let sql = self.sql_rows(padded(chunk.len()), |n| {
+                format!(
+                    "INSERT INTO items (case_id, item, department, status, limit_due) {} \
+                     ON CONFLICT (case_id, item) DO UPDATE SET department = excluded.department, \
+                     status = excluded.status, limit_due = excluded.limit_due",
+                    insert_rows(n, 5, 1)
+                )
+            });
+            let mut query = sqlx::query(sql);
             for (case_id, r) in chunk {
                 query = query
                     .bind(*case_id)
@@ -442,11 +464,13 @@ impl Store {
             rows.push((a, head.replace(hash.clone()), hash));
         }
         for chunk in rows.chunks(CHUNK) {
-            let q = format!(
-                "INSERT INTO audit (case_id, item, department, at, kind, summary, body_sha256, prev_hash, hash) {}",
-                insert_rows(chunk.len(), 9, 4)
-            );
-            let mut query = sqlx::query(self.sql(&q));
+            let sql = self.sql_rows(padded(chunk.len()), |n| {
+                format!(
+                    "INSERT INTO audit (case_id, item, department, at, kind, summary, body_sha256, prev_hash, hash) {}",
+                    insert_rows(n, 9, 4)
+                )
+            });
+            let mut query = sqlx::query(sql);
             for (a, prev, hash) in chunk {
                 query = query
                     .bind(a.case_id.clone())
@@ -485,12 +509,14 @@ impl Store {
         }
         let cases: Vec<&str> = chains.iter().flatten().copied().collect();
         for chunk in cases.chunks(CHUNK) {
-            let q = format!(
-                "SELECT case_id, hash FROM audit WHERE id IN (SELECT MAX(id) FROM audit \
-                 WHERE case_id IN {} GROUP BY case_id)",
-                values(1, padded(chunk.len()), 1)
-            );
-            let mut query = sqlx::query(self.sql(&q));
+            let sql = self.sql_rows(padded(chunk.len()), |n| {
+                format!(
+                    "SELECT case_id, hash FROM audit WHERE id IN (SELECT MAX(id) FROM audit \
+                     WHERE case_id IN {} GROUP BY case_id)",
+                    values(1, n, 1)
+                )
+            });
+            let mut query = sqlx::query(sql);
             for c in repeat_last(chunk) {
                 query = query.bind(*c);
             }
