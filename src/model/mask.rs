@@ -9,11 +9,13 @@ use std::sync::LazyLock;
 use regex::Regex;
 
 // ASCII word boundaries: a number right after a Chinese character (`电话13800000000`) is still
-// a number of its own.
-static ID: LazyLock<Regex> =
-    LazyLock::new(|| Regex::new(r"(?-u:\b)(\d{4})\d{10}(\d{3}[\dXx])(?-u:\b)").expect("valid"));
+// a number of its own. The optional `digit.` in front (group 1) recognises the fraction of a
+// decimal number (`"ms":25.13812345678`), which is left as it is: masked, it broke the JSON line.
+static ID: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"(\d\.)?(?-u:\b)(\d{4})\d{10}(\d{3}[\dXx])(?-u:\b)").expect("valid")
+});
 static PHONE: LazyLock<Regex> =
-    LazyLock::new(|| Regex::new(r"(?-u:\b)(1[3-9]\d)\d{4}(\d{4})(?-u:\b)").expect("valid"));
+    LazyLock::new(|| Regex::new(r"(\d\.)?(?-u:\b)(1[3-9]\d)\d{4}(\d{4})(?-u:\b)").expect("valid"));
 
 /// An identity number: the first 4 and last 4 characters kept.
 pub fn id_number(s: &str) -> String {
@@ -38,8 +40,18 @@ pub fn name(s: &str) -> String {
 
 /// Masks identity and phone numbers wherever they appear in `s`.
 pub fn mask_text(s: &str) -> String {
-    let s = ID.replace_all(s, "${1}**********${2}");
-    PHONE.replace_all(&s, "${1}****${2}").into_owned()
+    let s = ID.replace_all(s, |c: &regex::Captures| masked(c, "**********"));
+    PHONE
+        .replace_all(&s, |c: &regex::Captures| masked(c, "****"))
+        .into_owned()
+}
+
+/// A match of `ID` or `PHONE` with its middle replaced by `stars`; a decimal fraction as it is.
+fn masked(c: &regex::Captures, stars: &str) -> String {
+    if c.get(1).is_some() {
+        return c[0].to_string();
+    }
+    format!("{}{stars}{}", &c[2], &c[3])
 }
 
 /// Keys that make an object of a submission a person: it has a `name` and one of these.
@@ -108,6 +120,21 @@ mod tests {
             mask_text("id 41022519950612002X."),
             "id 4102**********002X."
         );
+    }
+
+    #[test]
+    fn a_decimal_fraction_is_not_a_number_to_mask() {
+        // A log line's float whose fraction has a phone's or an identity number's digits: masked,
+        // the line was no longer JSON.
+        let line = r#"{"ms":25.13812345678,"secs":0.410225199506120022,"phone":"13800000000"}"#;
+        let masked = mask_text(line);
+        assert_eq!(
+            masked,
+            r#"{"ms":25.13812345678,"secs":0.410225199506120022,"phone":"138****0000"}"#
+        );
+        assert!(serde_json::from_str::<serde_json::Value>(&masked).is_ok());
+        // A phone after a full stop that follows no digit is still masked.
+        assert_eq!(mask_text("Tel.13800000000"), "Tel.138****0000");
     }
 
     #[test]

@@ -31,6 +31,11 @@ pub(super) async fn connect(backend: Backend, url: &str, max: u32, role: Role) -
         // every statement doubled the round trips to its thread. PostgreSQL's are pinged: a
         // restarted server leaves dead connections in the pool.
         .test_before_acquire(backend == Backend::Postgres)
+        // Nor is a SQLite connection ever worth reopening: that throws its compiled statements
+        // away, and the writer's thread would be started again by whichever task asked, at that
+        // task's priority (the daemon runs its workers below the writer, see `main.rs`).
+        .max_lifetime((backend == Backend::Postgres).then_some(Duration::from_secs(30 * 60)))
+        .idle_timeout((backend == Backend::Postgres).then_some(Duration::from_secs(10 * 60)))
         .after_connect(move |conn, _| {
             Box::pin(async move {
                 if backend == Backend::Sqlite {

@@ -257,6 +257,9 @@ pub enum Inserted {
     },
 }
 
+/// Statement texts by the closure that builds them and their number of rows (`sql_rows`).
+type Texts = HashMap<(TypeId, usize), Arc<str>>;
+
 #[derive(Clone)]
 pub struct Store {
     /// Every write, and reads that must see a transaction's own writes. SQLite: one connection
@@ -272,7 +275,7 @@ pub struct Store {
     /// SQLite: the connection of `checkpoints`.
     checkpointer: Option<AnyPool>,
     /// The texts of multi-row statements, built once per statement and size (`sql_rows`).
-    texts: Arc<std::sync::Mutex<HashMap<(TypeId, usize), Arc<str>>>>,
+    texts: Arc<std::sync::Mutex<Texts>>,
 }
 
 impl Store {
