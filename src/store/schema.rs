@@ -4,7 +4,7 @@
 //! Version 2 adds `items` (one row per item: status and the running legal limit, for `/metrics`
 //! without reading every case), dead-letter replays, and audit anchors (where retention pruned a
 //! chain, the hash the remaining records continue from). Version 5 indexes timers by clock, then
-//! due time, the way the scheduler looks them up. Version 6 indexes only unpublished events.
+//! due time, the way the scheduler looks them up.
 
 /// Version 5, the same on both backends. Due timers are looked up per clock (the earliest
 /// unleased one to sleep until, the due ones to claim): by clock, then due time, instead of due
@@ -12,14 +12,6 @@
 const V5: &[&str] = &[
     "CREATE INDEX timers_clock_due ON timers (clock, due_at)",
     "DROP INDEX timers_due",
-];
-
-/// Version 6, the same on both backends. Unpublished events are indexed alone, by when they were
-/// written (the relay's order): the index of every event by publication moved each entry once
-/// more when it was published, and grew with every event ever written.
-const V6: &[&str] = &[
-    "CREATE INDEX outbox_unpublished ON outbox (created_at) WHERE published_at IS NULL",
-    "DROP INDEX outbox_pending",
 ];
 
 /// (version, statements) for SQLite.
@@ -140,7 +132,6 @@ pub const SQLITE: &[(i64, &[&str])] = &[
         ],
     ),
     (5, V5),
-    (6, V6),
 ];
 
 /// (version, statements) for PostgreSQL.
@@ -261,5 +252,4 @@ pub const POSTGRES: &[(i64, &[&str])] = &[
         ],
     ),
     (5, V5),
-    (6, V6),
 ];
