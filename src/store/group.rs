@@ -17,7 +17,8 @@ use super::{Batch, Inserted, NewCase, Result, Store, StoreError, Touch, Update, 
 /// Versioned changes and new cases written together at most. A group costs a dozen statements
 /// whatever its size, each a round trip to SQLite's thread, which on a busy machine waits for a
 /// core: under a backlog, groups of at most 64 held the writer 98 % of the time with its threads
-/// a third busy. At 256 the gateway kept up with 200 cases/s more, at 1024 no better.
+/// a third busy. At 256, at 250 cases/s offered, 3 % more cases completed a second on 10 % less
+/// of the daemon's CPU; at 1024, no better.
 const GROUP: usize = 256;
 
 /// One write handed to the writer task.
