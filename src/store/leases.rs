@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use sqlx::Row;
 
-use super::rows::{padded, repeat_last, values};
+use super::rows::{repeat_last, values};
 use super::{Backend, Done, OutboxEvent, Result, Store, Timer, Touch, Work, outbox_row, timer_row};
 
 /// What a claim may take of each department's work. Each counted kind belongs to a class (the
@@ -223,7 +223,7 @@ impl Store {
             return Ok(Vec::new());
         }
         let token = Self::token(owner);
-        let sql = self.sql_rows(padded(ids.len()), |n| {
+        let sql = self.sql_rows(ids.len(), |n| {
             format!(
                 "UPDATE timers SET lease_owner = $1, lease_until = $2 WHERE id IN {} \
                  AND (lease_until IS NULL OR lease_until < $3) \
@@ -380,7 +380,7 @@ impl Store {
         // instead read every pending event's row, milliseconds a round once the relay had a
         // backlog. One statement: `limit` ids are far below either database's bound on
         // parameters.
-        let sql = self.sql_rows(padded(claimed.len()), |n| {
+        let sql = self.sql_rows(claimed.len(), |n| {
             format!(
                 "SELECT event_id, case_id, seq, routing_key, body FROM outbox \
                  WHERE published_at IS NULL AND case_id IN {} ORDER BY case_id, seq",

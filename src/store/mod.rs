@@ -345,14 +345,17 @@ impl Store {
         })
     }
 
-    /// The text of a multi-row statement of `rows` rows (one of the few sizes of `rows.rs`), in
-    /// this store's placeholders: built by `build(rows)` the first time, then kept. A statement is
-    /// known by its `build` closure, which must depend on `rows` alone. Building and rewriting
-    /// the placeholders of each statement of each group was 2 % of the daemon's time under load.
+    /// The text of a multi-row statement for `rows` rows, in this store's placeholders: written
+    /// for the padded number of rows (`rows::padded`, the rows `rows::repeat_last` and
+    /// `rows::bind_padding` bind), built by `build(padded)` the first time, then kept. A
+    /// statement is known by its `build` closure, which must depend on its argument alone.
+    /// Building and rewriting the placeholders of each statement of each group was 2 % of the
+    /// daemon's time under load.
     fn sql_rows<F>(&self, rows: usize, build: F) -> sqlx::AssertSqlSafe<Arc<str>>
     where
         F: FnOnce(usize) -> String + 'static,
     {
+        let rows = rows::padded(rows);
         let key = (TypeId::of::<F>(), rows);
         let mut texts = self.texts.lock().unwrap_or_else(|e| e.into_inner());
         let text = texts

@@ -8,7 +8,8 @@ use std::collections::{HashMap, HashSet};
 
 use sqlx::Row;
 
-use super::rows::{CHUNK, Col, bind_padding, insert_rows, padded, repeat_last, values};
+use super::rows::Col::{Int, Int32, Text};
+use super::rows::{CHUNK, Col, bind_padding, insert_rows, repeat_last, values};
 use super::{
     AuditRecord, Backend, Batch, Inserted, NewCase, NewTimer, Release, Result, Store, StoreError,
     Touch, Update, Written, chain_hash,
@@ -19,7 +20,6 @@ use crate::store::{ItemRow, item_rows};
 pub(super) type Tx<'a> = sqlx::Transaction<'a, sqlx::Any>;
 
 // The columns of each insert, for the rows of NULLs that pad it (`rows::insert_rows`).
-use Col::{Int, Int32, Text};
 const CASE_COLS: [Col; 8] = [Text, Text, Text, Text, Int, Int, Int, Int32];
 const OUTBOX_COLS: [Col; 6] = [Text, Text, Int, Text, Text, Int];
 const TIMER_COLS: [Col; 7] = [Text, Text, Text, Text, Text, Int, Text];
@@ -107,7 +107,7 @@ impl Store {
     ) -> Result<HashSet<(i64, String)>> {
         let mut touched = HashSet::new();
         for chunk in touches.chunks(CHUNK) {
-            let sql = self.sql_rows(padded(chunk.len()), |n| {
+            let sql = self.sql_rows(chunk.len(), |n| {
                 format!(
                     "WITH v(id, token, payload, lease_until) AS (VALUES {}) \
                      UPDATE timers SET payload = v.payload, lease_until = v.lease_until \
@@ -147,7 +147,7 @@ impl Store {
                 .map(|(id, _)| *id)
                 .collect();
             for chunk in ids.chunks(CHUNK) {
-                let sql = self.sql_rows(padded(chunk.len()), |n| {
+                let sql = self.sql_rows(chunk.len(), |n| {
                     format!(
                         "UPDATE outbox SET published_at = $1 WHERE event_id IN {}",
                         values(1, n, 2)
@@ -168,7 +168,7 @@ impl Store {
     async fn insert_cases(&self, tx: &mut Tx<'_>, inserts: &[&NewCase]) -> Result<Vec<Inserted>> {
         let mut new: HashSet<String> = HashSet::new();
         for chunk in inserts.chunks(CHUNK) {
-            let sql = self.sql_rows(padded(chunk.len()), |n| {
+            let sql = self.sql_rows(chunk.len(), |n| {
                 format!(
                     "INSERT INTO cases (case_id, onething, submission, state, version, received_at, updated_at, completed) \
                      {} ON CONFLICT (case_id) DO NOTHING RETURNING case_id",
@@ -199,7 +199,7 @@ impl Store {
             .collect();
         let mut stored: HashMap<String, String> = HashMap::new();
         for chunk in taken.chunks(CHUNK) {
-            let sql = self.sql_rows(padded(chunk.len()), |n| {
+            let sql = self.sql_rows(chunk.len(), |n| {
                 format!(
                     "SELECT case_id, submission FROM cases WHERE case_id IN {}",
                     values(1, n, 1)
@@ -243,7 +243,7 @@ impl Store {
             .collect();
         let mut current: HashSet<String> = HashSet::new();
         for chunk in stateful.chunks(CHUNK) {
-            let sql = self.sql_rows(padded(chunk.len()), |n| {
+            let sql = self.sql_rows(chunk.len(), |n| {
                 format!(
                     "WITH v(case_id, version, state, updated_at, completed) AS (VALUES {}) \
                      UPDATE cases SET state = v.state, version = cases.version + 1, \
@@ -278,7 +278,7 @@ impl Store {
             .flat_map(|u| u.events.iter().map(move |e| (e, u.now)))
             .collect();
         for chunk in events.chunks(CHUNK) {
-            let sql = self.sql_rows(padded(chunk.len()), |n| {
+            let sql = self.sql_rows(chunk.len(), |n| {
                 format!(
                     "INSERT INTO outbox (event_id, case_id, seq, routing_key, body, created_at) {}",
                     insert_rows(n, 6, 1)
@@ -302,7 +302,7 @@ impl Store {
             .flat_map(|u| u.drop_timers.iter().map(move |(i, k)| (&u.case_id, i, k)))
             .collect();
         for chunk in drops.chunks(CHUNK) {
-            let sql = self.sql_rows(padded(chunk.len()), |rows| {
+            let sql = self.sql_rows(chunk.len(), |rows| {
                 let terms: Vec<String> = (0..rows)
                     .map(|i| {
                         let n = 1 + 3 * i;
@@ -325,7 +325,7 @@ impl Store {
         self.write_releases(tx, &releases).await?;
         let timers = last_per_key(updates.iter().flat_map(|u| &u.timers));
         for chunk in timers.chunks(CHUNK) {
-            let sql = self.sql_rows(padded(chunk.len()), |n| {
+            let sql = self.sql_rows(chunk.len(), |n| {
                 format!(
                     "INSERT INTO timers (case_id, item, kind, department, clock, due_at, payload) {} \
                      ON CONFLICT (case_id, item, kind) DO UPDATE SET department = excluded.department, clock = excluded.clock, \
@@ -362,7 +362,7 @@ impl Store {
             })
             .collect();
         for chunk in deletes.chunks(CHUNK) {
-            let sql = self.sql_rows(padded(chunk.len()), |rows| {
+            let sql = self.sql_rows(chunk.len(), |rows| {
                 let terms: Vec<String> = (0..rows)
                     .map(|i| format!("(id = ${} AND lease_owner = ${})", 1 + 2 * i, 2 + 2 * i))
                     .collect();
@@ -387,7 +387,7 @@ impl Store {
             })
             .collect();
         for chunk in reschedules.chunks(CHUNK) {
-            let sql = self.sql_rows(padded(chunk.len()), |n| {
+            let sql = self.sql_rows(chunk.len(), |n| {
                 format!(
                     "WITH v(id, token, due_at, payload) AS (VALUES {}) \
                      UPDATE timers SET due_at = v.due_at, payload = v.payload, lease_owner = NULL, lease_until = NULL \
@@ -413,7 +413,7 @@ impl Store {
     /// Item rows of cases, all in one upsert.
     async fn write_item_rows(&self, tx: &mut Tx<'_>, rows: &[(&str, ItemRow)]) -> Result<()> {
         for chunk in rows.chunks(CHUNK) {
-            let sql = self.sql_rows(padded(chunk.len()), |n| {
+            let sql = self.sql_rows(chunk.len(), |n| {
                 format!(
                     "INSERT INTO items (case_id, item, department, status, limit_due) {} \
                      ON CONFLICT (case_id, item) DO UPDATE SET department = excluded.department, \
@@ -464,7 +464,7 @@ impl Store {
             rows.push((a, head.replace(hash.clone()), hash));
         }
         for chunk in rows.chunks(CHUNK) {
-            let sql = self.sql_rows(padded(chunk.len()), |n| {
+            let sql = self.sql_rows(chunk.len(), |n| {
                 format!(
                     "INSERT INTO audit (case_id, item, department, at, kind, summary, body_sha256, prev_hash, hash) {}",
                     insert_rows(n, 9, 4)
@@ -509,7 +509,7 @@ impl Store {
         }
         let cases: Vec<&str> = chains.iter().flatten().copied().collect();
         for chunk in cases.chunks(CHUNK) {
-            let sql = self.sql_rows(padded(chunk.len()), |n| {
+            let sql = self.sql_rows(chunk.len(), |n| {
                 format!(
                     "SELECT case_id, hash FROM audit WHERE id IN (SELECT MAX(id) FROM audit \
                      WHERE case_id IN {} GROUP BY case_id)",
