@@ -52,6 +52,10 @@ pub(super) async fn connect(backend: Backend, url: &str, max: u32, role: Role) -
                             // file past 64 KiB: under load a tenth of the writer thread's time
                             // went to writing that file (perf). In memory it is a copy.
                             "PRAGMA temp_store=MEMORY",
+                            // 16 MB of pages instead of 2: a group's writes land on pages all
+                            // over the cases, outbox and audit indexes, which a small cache read
+                            // back from the file again and again.
+                            "PRAGMA cache_size=-16000",
                         ],
                         Role::Read => &["PRAGMA busy_timeout=10000", "PRAGMA query_only=1"],
                         Role::Checkpoint => &["PRAGMA busy_timeout=10000"],
