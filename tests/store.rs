@@ -553,6 +553,22 @@ on_both!(the_relay_claims_a_case_through_its_first_pending_event);
 on_both!(leases_are_renewed_deferred_and_taken_over);
 
 #[tokio::test]
+async fn committed_events_are_handed_to_a_live_relay_on_sqlite() {
+    let store = Store::open(&fresh("sqlite", "handoff").await)
+        .await
+        .unwrap();
+    leases::committed_events_are_handed_to_a_live_relay(&store).await;
+    let pg = fresh("pg", "handoff").await;
+    let on_pg = Store::open(&pg).await.unwrap();
+    assert!(
+        on_pg.handoff().is_none(),
+        "instances share PostgreSQL's outbox"
+    );
+    on_pg.close().await;
+    drop_pg(&pg).await;
+}
+
+#[tokio::test]
 async fn concurrent_claims_never_overlap_on_sqlite() {
     leases::concurrent_claims_never_overlap(&fresh("sqlite", "concurrent").await).await;
 }

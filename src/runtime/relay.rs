@@ -8,6 +8,7 @@ use tokio::sync::watch;
 
 use super::gateway::Gateway;
 use crate::broker::{Broker, EventMessage};
+use crate::store::{Handed, OutboxEvent};
 
 pub async fn run(gw: Arc<Gateway>, broker: Broker, mut stop: watch::Receiver<bool>) {
     let mut pause = Duration::from_millis(100);
@@ -15,16 +16,23 @@ pub async fn run(gw: Arc<Gateway>, broker: Broker, mut stop: watch::Receiver<boo
         if *stop.borrow() {
             return;
         }
-        match publish_some(&gw, &broker).await {
-            Ok(0) => {
+        match step(&gw, &broker).await {
+            Ok(Step::Idle) => {
                 pause = Duration::from_millis(100);
+                let handed = async {
+                    match gw.store.handoff() {
+                        Some(h) => h.ready().await,
+                        None => std::future::pending().await,
+                    }
+                };
                 tokio::select! {
                     _ = gw.events_added.notified() => {}
+                    _ = handed => {}
                     _ = tokio::time::sleep(Duration::from_secs(1)) => {}
                     _ = stop.wait_for(|s| *s) => return,
                 }
             }
-            Ok(_) => pause = Duration::from_millis(100),
+            Ok(Step::Busy) => pause = Duration::from_millis(100),
             Err(e) => {
                 tracing::warn!(error = %e, "events not published yet; retrying");
                 tokio::select! {
@@ -35,6 +43,53 @@ pub async fn run(gw: Arc<Gateway>, broker: Broker, mut stop: watch::Receiver<boo
             }
         }
     }
+}
+
+enum Step {
+    /// Nothing to publish for now.
+    Idle,
+    /// Published a batch (or went live): look again at once.
+    Busy,
+}
+
+/// Events handed over at once at most.
+const HANDED: usize = 1000;
+/// Cases claimed from the outbox at once at most.
+const CLAIMED: i64 = 500;
+
+/// Publishes the events handed over by commits (SQLite, live) or else a batch claimed from the
+/// outbox; once the outbox has nothing left, goes live.
+async fn step(gw: &Arc<Gateway>, broker: &Broker) -> Result<Step, String> {
+    if let Some(h) = gw.store.handoff() {
+        match h.take(HANDED).await {
+            Handed::Events(events) => {
+                if let Err(e) = publish(gw, broker, events).await {
+                    h.fall_back().await;
+                    return Err(e);
+                }
+                return Ok(Step::Busy);
+            }
+            Handed::Nothing => return Ok(Step::Idle),
+            Handed::ReadOutbox => {}
+        }
+    }
+    let (token, batch) = gw
+        .store
+        .claim_events(&gw.instance, gw.clock.real_ms(), gw.lease, CLAIMED)
+        .await
+        .map_err(|e| e.to_string())?;
+    if batch.is_empty() {
+        let live = match gw.store.handoff() {
+            Some(h) => h.go_live(&gw.store).await.map_err(|e| e.to_string())?,
+            None => false,
+        };
+        return Ok(if live { Step::Busy } else { Step::Idle });
+    }
+    if let Err(e) = publish(gw, broker, batch).await {
+        let _ = gw.store.release_events(&token).await;
+        return Err(e);
+    }
+    Ok(Step::Busy)
 }
 
 /// What an event's headers repeat of its body (read without building the whole body).
@@ -49,14 +104,12 @@ struct Head<'a> {
 /// Publishes a batch: each case's events one after the other (so they stay in `seq` order), the
 /// cases side by side (so confirms are awaited in parallel). A case stops at its first failure;
 /// what was confirmed is marked published.
-async fn publish_some(gw: &Arc<Gateway>, broker: &Broker) -> Result<usize, String> {
-    let (token, batch) = gw
-        .store
-        .claim_events(&gw.instance, gw.clock.real_ms(), gw.lease, 500)
-        .await
-        .map_err(|e| e.to_string())?;
-    let mut cases: indexmap::IndexMap<String, Vec<crate::store::OutboxEvent>> =
-        indexmap::IndexMap::new();
+async fn publish(
+    gw: &Arc<Gateway>,
+    broker: &Broker,
+    batch: Vec<OutboxEvent>,
+) -> Result<(), String> {
+    let mut cases: indexmap::IndexMap<String, Vec<OutboxEvent>> = indexmap::IndexMap::new();
     for ev in batch {
         cases.entry(ev.case_id.clone()).or_default().push(ev);
     }
@@ -100,10 +153,7 @@ async fn publish_some(gw: &Arc<Gateway>, broker: &Broker) -> Result<usize, Strin
         super::metrics::Metrics::inc(&gw.metrics.published);
     }
     match failure {
-        Some(e) => {
-            let _ = gw.store.release_events(&token).await;
-            Err(e)
-        }
-        None => Ok(confirmed.len()),
+        Some(e) => Err(e),
+        None => Ok(()),
     }
 }

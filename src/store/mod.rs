@@ -11,6 +11,7 @@ mod cache;
 mod connect;
 mod dead;
 mod group;
+mod handoff;
 mod items;
 mod leases;
 mod permits;
@@ -20,6 +21,7 @@ mod write;
 
 pub use audit::{Pruned, Verified, chain_hash};
 pub use dead::{DeadLetter, NewDeadLetter};
+pub use handoff::{Handed, Handoff};
 pub use items::{ItemCounts, ItemRow, item_rows};
 pub use leases::Admit;
 
@@ -245,6 +247,8 @@ pub(super) struct Written {
     pub updated: Vec<bool>,
     pub inserted: Vec<Inserted>,
     pub touched: HashSet<(i64, String)>,
+    /// The events written, in order, when they go to the relay in memory (`handoff.rs`).
+    pub events: Vec<OutboxEvent>,
 }
 
 /// The result of storing a new case.
@@ -276,6 +280,8 @@ pub struct Store {
     checkpointer: Option<AnyPool>,
     /// The texts of multi-row statements, built once per statement and size (`sql_rows`).
     texts: Arc<std::sync::Mutex<Texts>>,
+    /// SQLite: the events of each commit, handed to the relay (`handoff.rs`).
+    handoff: Option<Arc<Handoff>>,
 }
 
 impl Store {
@@ -308,6 +314,7 @@ impl Store {
             cache: None,
             checkpointer: None,
             texts: Arc::default(),
+            handoff: None,
         };
         store.migrate().await?;
         if backend == Backend::Sqlite {
@@ -315,6 +322,7 @@ impl Store {
             // transaction. Opened after the migration, so they see the current schema.
             store.read = connect(backend, &url, SQLITE_READERS, Role::Read).await?;
             store.cache = Some(Arc::default());
+            store.handoff = Some(Arc::default());
             store.group = Some(group::start(store.clone()));
             let checkpointer = connect(backend, &url, 1, Role::Checkpoint).await?;
             tokio::spawn(checkpoints(checkpointer.clone()));
@@ -514,16 +522,28 @@ impl Store {
     /// Writes a batch in one transaction (see `save`, `insert_case`, `group.rs`).
     /// The cached cases it changes are held from before the commit until they show its outcome
     /// (`cache.rs`).
+    /// On SQLite the events written go to the relay, under the hand-off's lock from before the
+    /// commit (`handoff.rs`).
     async fn save_group(&self, batch: &Batch<'_>) -> Result<Written> {
         let mut tx = self.begin_write().await?;
-        let written = self.write_group(&mut tx, batch).await?;
+        let mut written = self.write_group(&mut tx, batch).await?;
         let Some(cache) = &self.cache else {
             tx.commit().await?;
             return Ok(written);
         };
         let changes = || batch.updates.iter().filter(|u| u.state.is_some());
         cache.hold(changes().map(|u| u.case_id.as_str()));
+        let handoff = match &self.handoff {
+            Some(h) => Some((h, h.lock().await)),
+            None => None,
+        };
         let committed = tx.commit().await;
+        if let Some((h, mut waiting)) = handoff
+            && committed.is_ok()
+            && waiting.push(std::mem::take(&mut written.events))
+        {
+            h.notify();
+        }
         for (u, w) in batch.updates.iter().zip(&written.updated) {
             if u.state.is_some() {
                 cache.settle(u, *w && committed.is_ok());
@@ -531,6 +551,19 @@ impl Store {
         }
         committed?;
         Ok(written)
+    }
+
+    /// SQLite: the relay's hand-off of committed events (`handoff.rs`).
+    pub fn handoff(&self) -> Option<&Handoff> {
+        self.handoff.as_deref()
+    }
+
+    /// Whether any event waits to be published.
+    pub(super) async fn any_unpublished(&self) -> Result<bool> {
+        let row = sqlx::query("SELECT EXISTS (SELECT 1 FROM outbox WHERE published_at IS NULL)")
+            .fetch_one(&self.read)
+            .await?;
+        Ok(row.try_get::<i64, _>(0)? != 0)
     }
 
     /// Releases claimed timers outside a case update.

@@ -92,10 +92,15 @@ impl Store {
         self.write_parts(tx, &applied).await?;
         let touched = self.write_touches(tx, &batch.touches).await?;
         self.write_published(tx, &batch.published).await?;
+        let events = match self.handoff {
+            Some(_) => applied.iter().flat_map(|u| u.events.clone()).collect(),
+            None => Vec::new(),
+        };
         Ok(Written {
             updated,
             inserted,
             touched,
+            events,
         })
     }
 

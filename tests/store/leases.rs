@@ -377,3 +377,36 @@ pub async fn touches_and_releases_write_only_while_the_claim_holds(store: &Store
     assert_eq!(due.len(), 2);
     assert_eq!(of(&due, "query").payload, json!({"due": 8000}));
 }
+
+/// SQLite: once the outbox has nothing unpublished, the relay goes live and each commit hands
+/// its events over in commit order; a failure ends that, and the outbox is read again.
+pub async fn committed_events_are_handed_to_a_live_relay(store: &Store) {
+    use onething::store::Handed;
+    let h = store.handoff().expect("SQLite hands events over");
+    with_events(store, "H", &[1]).await;
+    assert!(
+        matches!(h.take(10).await, Handed::ReadOutbox),
+        "not live: the relay reads the outbox"
+    );
+    assert!(!h.go_live(store).await.unwrap(), "H-1 is unpublished");
+    let (_, got) = store.claim_events("a", 1000, LEASE, 10).await.unwrap();
+    assert_eq!(ids(&got), ["H-1"]);
+    store.mark_published_all(&["H-1".into()], 2).await.unwrap();
+    assert!(h.go_live(store).await.unwrap(), "nothing left unpublished");
+    assert!(matches!(h.take(10).await, Handed::Nothing));
+
+    with_events(store, "I", &[1, 2]).await;
+    with_events(store, "J", &[1]).await;
+    match h.take(10).await {
+        Handed::Events(got) => assert_eq!(ids(&got), ["I-1", "I-2", "J-1"], "commit order"),
+        _ => panic!("the commits' events are handed over"),
+    }
+
+    // A publish failed: the relay falls back, and what was handed over is in the outbox still.
+    with_events(store, "K", &[1]).await;
+    h.fall_back().await;
+    assert!(matches!(h.take(10).await, Handed::ReadOutbox));
+    with_events(store, "L", &[1]).await;
+    let (_, got) = store.claim_events("a", 1000, LEASE, 10).await.unwrap();
+    assert_eq!(ids(&got), ["I-1", "I-2", "J-1", "K-1", "L-1"]);
+}
