@@ -55,8 +55,42 @@ pub fn render(
     op.render(ctx)
 }
 
-/// The submission as an expression value.
+/// The submission as an expression value, read straight into one: through a `serde_json::Value`
+/// first, reading it took twice as long (4 % of the daemon's CPU under load, for every push and
+/// poll).
 pub fn submission_value(text: &str) -> Value {
-    let v: serde_json::Value = serde_json::from_str(text).unwrap_or(serde_json::Value::Null);
-    to_value(&v)
+    serde_json::from_str(text).unwrap_or(Value::from(()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_submission_reads_as_it_did_through_serde_json() {
+        let text = r#"{"case_id":"410225-20260316-000123","n":3,"big":18446744073709551615,
+            "neg":-7,"f":2.5,"ok":true,"none":null,"list":[1,"二",{"z":1,"a":2}],
+            "applicant":{"name":"张三","phone":"13800000000"}}"#;
+        let via_json: serde_json::Value = serde_json::from_str(text).unwrap();
+        let direct = submission_value(text);
+        assert_eq!(direct, to_value(&via_json));
+        let keys =
+            |v: &Value| -> Vec<String> { v.try_iter().unwrap().map(|k| k.to_string()).collect() };
+        assert_eq!(
+            keys(&direct),
+            keys(&to_value(&via_json)),
+            "keys keep their order"
+        );
+        assert_eq!(
+            keys(
+                &direct
+                    .get_attr("list")
+                    .unwrap()
+                    .get_item(&Value::from(2))
+                    .unwrap()
+            ),
+            ["z", "a"]
+        );
+        assert!(submission_value("not json").is_none());
+    }
 }
