@@ -45,21 +45,40 @@ pub struct Applied {
     pub events: Vec<Event>,
 }
 
-/// Builds the event message of amqp.md.
-pub fn event_json(case: &Case, ev: &Event, at: DateTime<FixedOffset>) -> Value {
-    json!({
-        "schema": "onething.event/v1",
-        "event_id": event_id(&case.case_id, ev.seq),
-        "type": ev.kind,
-        "case_id": case.case_id,
-        "onething": case.onething,
-        "item": ev.item,
-        "department": ev.department,
-        "status": ev.status.map(|s| s.as_str()),
-        "at": rfc3339(at),
-        "seq": ev.seq,
-        "detail": ev.detail,
-    })
+/// The event message of amqp.md, its fields in this order.
+#[derive(serde::Serialize)]
+struct EventMessage<'a> {
+    schema: &'static str,
+    event_id: String,
+    #[serde(rename = "type")]
+    kind: &'a str,
+    case_id: &'a str,
+    onething: &'a str,
+    item: Option<&'a str>,
+    department: Option<&'a str>,
+    status: Option<&'static str>,
+    at: String,
+    seq: u64,
+    detail: &'a Value,
+}
+
+/// Writes the event message of amqp.md, straight to text (built as a `Value` first, then
+/// written, it took twice as long).
+pub fn event_json(case: &Case, ev: &Event, at: DateTime<FixedOffset>) -> String {
+    let message = EventMessage {
+        schema: "onething.event/v1",
+        event_id: event_id(&case.case_id, ev.seq),
+        kind: ev.kind,
+        case_id: &case.case_id,
+        onething: &case.onething,
+        item: ev.item.as_deref(),
+        department: ev.department.as_deref(),
+        status: ev.status.map(|s| s.as_str()),
+        at: rfc3339(at),
+        seq: ev.seq,
+        detail: &ev.detail,
+    };
+    serde_json::to_string(&message).expect("an event message is always JSON")
 }
 
 /// A stable event id: the case and its sequence number.
@@ -121,7 +140,7 @@ pub fn to_update(
                     case_id: case.case_id.clone(),
                     seq: ev.seq as i64,
                     routing_key: ev.kind.to_string(),
-                    body: body.to_string(),
+                    body,
                 });
                 u.audit.push(AuditRecord::new(
                     &case.case_id,
@@ -322,4 +341,46 @@ pub fn state_changes(before: &[(String, Status)], after: &Case, at: i64) -> Vec<
             })
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use indexmap::IndexMap;
+
+    #[test]
+    fn an_event_message_has_amqp_md_fields_in_order() {
+        let case = Case::new(
+            "C-1",
+            "newborn",
+            IndexMap::new(),
+            IndexMap::new(),
+            Value::Null,
+        );
+        let at = chrono::DateTime::parse_from_rfc3339("2026-03-16T09:15:00+08:00").unwrap();
+        let ev = Event {
+            seq: 7,
+            kind: "item.accepted",
+            item: Some("hukou".into()),
+            department: Some("police".into()),
+            status: Some(Status::Accepted),
+            detail: json!({"due_at": "2026-03-19T23:59:59+08:00", "n": 1}),
+        };
+        assert_eq!(
+            event_json(&case, &ev, at),
+            r#"{"schema":"onething.event/v1","event_id":"C-1:7","type":"item.accepted","case_id":"C-1","onething":"newborn","item":"hukou","department":"police","status":"accepted","at":"2026-03-16T09:15:00+08:00","seq":7,"detail":{"due_at":"2026-03-19T23:59:59+08:00","n":1}}"#
+        );
+        let bare = Event {
+            item: None,
+            department: None,
+            status: None,
+            detail: json!({}),
+            kind: "case.received",
+            seq: 1,
+        };
+        assert_eq!(
+            event_json(&case, &bare, at),
+            r#"{"schema":"onething.event/v1","event_id":"C-1:1","type":"case.received","case_id":"C-1","onething":"newborn","item":null,"department":null,"status":null,"at":"2026-03-16T09:15:00+08:00","seq":1,"detail":{}}"#
+        );
+    }
 }
