@@ -186,7 +186,14 @@ fn block_on(verb: impl std::future::Future<Output = ExitCode>) -> ExitCode {
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime, ExitCode> {
-    tokio::runtime::Runtime::new().map_err(|e| {
+    built(tokio::runtime::Runtime::new())
+}
+
+/// A runtime, or the exit code of a process that could not build one (said on stderr).
+fn built(
+    rt: std::io::Result<tokio::runtime::Runtime>,
+) -> Result<tokio::runtime::Runtime, ExitCode> {
+    rt.map_err(|e| {
         eprintln!("onething: {e}");
         ExitCode::from(1)
     })
@@ -198,7 +205,7 @@ fn runtime() -> Result<tokio::runtime::Runtime, ExitCode> {
 /// at its creator's priority: the writer's thread and SQLite's (opened by the migrations) are
 /// started from the main thread, before any worker runs store work.
 fn daemon_runtime() -> Result<tokio::runtime::Runtime, ExitCode> {
-    tokio::runtime::Builder::new_multi_thread()
+    let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .on_thread_start(|| {
             #[cfg(target_os = "linux")]
@@ -207,11 +214,8 @@ fn daemon_runtime() -> Result<tokio::runtime::Runtime, ExitCode> {
                 libc::setpriority(libc::PRIO_PROCESS, 0, WORKER_NICE);
             }
         })
-        .build()
-        .map_err(|e| {
-            eprintln!("onething: {e}");
-            ExitCode::from(1)
-        })
+        .build();
+    built(rt)
 }
 
 /// How much lower the daemon's worker threads run than its writer.

@@ -352,7 +352,7 @@ mod tests {
     fn an_event_message_has_amqp_md_fields_in_order() {
         let case = Case::new(
             "C-1",
-            "newborn",
+            "one-thing-a",
             IndexMap::new(),
             IndexMap::new(),
             Value::Null,
@@ -361,14 +361,14 @@ mod tests {
         let ev = Event {
             seq: 7,
             kind: "item.accepted",
-            item: Some("hukou".into()),
-            department: Some("police".into()),
+            item: Some("item-a".into()),
+            department: Some("dept-a".into()),
             status: Some(Status::Accepted),
             detail: json!({"due_at": "2026-03-19T23:59:59+08:00", "n": 1}),
         };
         assert_eq!(
             event_json(&case, &ev, at),
-            r#"{"schema":"onething.event/v1","event_id":"C-1:7","type":"item.accepted","case_id":"C-1","onething":"newborn","item":"hukou","department":"police","status":"accepted","at":"2026-03-16T09:15:00+08:00","seq":7,"detail":{"due_at":"2026-03-19T23:59:59+08:00","n":1}}"#
+            r#"{"schema":"onething.event/v1","event_id":"C-1:7","type":"item.accepted","case_id":"C-1","onething":"one-thing-a","item":"item-a","department":"dept-a","status":"accepted","at":"2026-03-16T09:15:00+08:00","seq":7,"detail":{"due_at":"2026-03-19T23:59:59+08:00","n":1}}"#
         );
         let bare = Event {
             item: None,
@@ -380,7 +380,7 @@ mod tests {
         };
         assert_eq!(
             event_json(&case, &bare, at),
-            r#"{"schema":"onething.event/v1","event_id":"C-1:1","type":"case.received","case_id":"C-1","onething":"newborn","item":null,"department":null,"status":null,"at":"2026-03-16T09:15:00+08:00","seq":1,"detail":{}}"#
+            r#"{"schema":"onething.event/v1","event_id":"C-1:1","type":"case.received","case_id":"C-1","onething":"one-thing-a","item":null,"department":null,"status":null,"at":"2026-03-16T09:15:00+08:00","seq":1,"detail":{}}"#
         );
     }
 }

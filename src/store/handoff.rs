@@ -95,7 +95,7 @@ impl Handoff {
     /// Goes live if the outbox holds no unpublished event; whether it did.
     pub async fn go_live(&self, store: &Store) -> Result<bool> {
         let mut w = self.state.lock().await;
-        if !w.live && w.events.is_empty() && !store.any_unpublished().await? {
+        if !w.live && w.events.is_empty() && store.unpublished(1).await?.is_empty() {
             w.live = true;
         }
         Ok(w.live)

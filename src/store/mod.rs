@@ -558,14 +558,6 @@ impl Store {
         self.handoff.as_deref()
     }
 
-    /// Whether any event waits to be published.
-    pub(super) async fn any_unpublished(&self) -> Result<bool> {
-        let row = sqlx::query("SELECT EXISTS (SELECT 1 FROM outbox WHERE published_at IS NULL)")
-            .fetch_one(&self.read)
-            .await?;
-        Ok(row.try_get::<i64, _>(0)? != 0)
-    }
-
     /// Releases claimed timers outside a case update.
     pub async fn release(&self, releases: &[Release]) -> Result<()> {
         let u = Update {
